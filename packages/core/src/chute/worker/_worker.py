@@ -1,0 +1,256 @@
+"""The worker runtime: consume queues, run jobs within a concurrency limit, shut down cleanly."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+from collections import deque
+from contextlib import AsyncExitStack
+from typing import Any
+
+import anyio
+import anyio.abc
+import anyio.to_thread
+
+from chute._waker import Waker
+from chute.app import App
+from chute.broker import Ack, Broker, Delivery
+from chute.errors import ConfigurationError
+from chute.resources import Resources
+from chute.worker._execute import Counts, Executor
+from chute.worker._leases import Leases
+
+log = logging.getLogger("chute.worker")
+
+__all__ = ["Worker"]
+
+
+class Worker:
+    """Runs an app's jobs in this process.
+
+    Args:
+        app: the app whose tasks to run.
+        queues: the queues to consume; default, every queue of the app's tasks.
+        concurrency: jobs run at once (async tasks share the event loop; sync tasks each take
+            a thread, at most this many).
+        prefetch: unsettled messages taken per queue ahead of free slots; default twice the
+            concurrency. Held messages keep their lease extended.
+        lease: seconds a job stays leased before another worker may take it if this one
+            vanishes; extended every third of it while the job is held.
+        grace: seconds a graceful stop waits for running jobs before cancelling them.
+        burst: stop by itself once every queue is empty and nothing runs.
+    """
+
+    def __init__(
+        self,
+        app: App,
+        *,
+        queues: list[str] | None = None,
+        concurrency: int = 10,
+        prefetch: int | None = None,
+        lease: float = 30.0,
+        grace: float = 30.0,
+        burst: bool = False,
+    ) -> None:
+        if concurrency < 1:
+            raise ConfigurationError("concurrency must be at least 1")
+        if not lease > 0:
+            raise ConfigurationError("lease must be more than 0 seconds")
+        self.app = app
+        self.queues = list(dict.fromkeys(queues or app.queues()))
+        self.concurrency = concurrency
+        self.prefetch = prefetch or max(2, 2 * concurrency)
+        self.lease = lease
+        self.grace = grace
+        self.burst = burst
+        self.counts = Counts()
+        self._stop: anyio.Event | None = None
+        self._stopping = False
+        self._waiting: deque[tuple[str, Delivery]] = deque()
+        self._arrived = Waker()
+        self._running = 0
+        self._idle = Waker()
+
+    def stop(self) -> None:
+        """Begin a graceful stop: take no new jobs, let running ones finish within the grace."""
+        self._stopping = True
+        if self._stop is not None:
+            self._stop.set()
+
+    def _check(self, broker: Broker) -> None:
+        caps = broker.capabilities
+        for queue in self.queues:
+            mode = self.app.ack_mode(queue)
+            if mode not in caps.acks:
+                have = ", ".join(sorted(a.name for a in caps.acks))
+                raise ConfigurationError(
+                    f"queue {queue!r} needs ack={mode.name}, but the broker "
+                    f"{self.app.describe_broker()} supports only {have}"
+                )
+
+    async def run(self) -> Counts:
+        """Run until :meth:`stop` (or, in burst mode, until the queues are drained)."""
+        self._stop = anyio.Event()
+        if self._stopping:
+            self._stop.set()
+        broker = await self.app.connect()
+        self._check(broker)
+        leases = Leases(self.lease)
+        threads = anyio.CapacityLimiter(self.concurrency)
+        resources = Resources()
+        executor = Executor(self.app, broker, resources, leases, threads)
+        self.counts = executor.counts
+        shortest = min(
+            [t.opts.lease for t in self.app.tasks.values() if t.opts.lease] or [self.lease]
+        )
+        try:
+            async with AsyncExitStack() as stack:
+                await resources.open(
+                    stack, [m for t in self.app.tasks.values() for m in t.codec.injected.values()]
+                )
+                for hook in self.app.startup_hooks:
+                    await _call_hook(hook)
+                stack.push_async_callback(self._shutdown_hooks)
+                log.info(
+                    "chute worker started: pid=%d queues=%s concurrency=%d broker=%s",
+                    os.getpid(),
+                    ",".join(self.queues),
+                    self.concurrency,
+                    self.app.describe_broker(),
+                )
+                await self._serve(broker, executor, leases, shortest)
+        finally:
+            await self.app.close()
+        c = self.counts
+        log.info(
+            "chute worker stopped: %d succeeded, %d retried, %d dead-lettered, %d released",
+            c.succeeded,
+            c.retried,
+            c.dead,
+            c.released,
+        )
+        return self.counts
+
+    async def _shutdown_hooks(self) -> None:
+        for hook in reversed(self.app.shutdown_hooks):
+            try:
+                await _call_hook(hook)
+            except Exception:
+                log.exception("shutdown hook %r failed", hook)
+
+    async def _serve(
+        self, broker: Broker, executor: Executor, leases: Leases, shortest: float
+    ) -> None:
+        assert self._stop is not None
+        async with AsyncExitStack() as consumers, anyio.create_task_group() as jobs:
+            streams = [
+                (
+                    queue,
+                    await consumers.enter_async_context(
+                        broker.consume(
+                            queue,
+                            ack=self.app.ack_mode(queue),
+                            prefetch=self.prefetch,
+                            lease=self.lease,
+                        )
+                    ),
+                )
+                for queue in self.queues
+            ]
+            async with anyio.create_task_group() as intake:
+                for queue, stream in streams:
+                    intake.start_soon(self._pull, queue, stream, leases)
+                intake.start_soon(self._dispatch, jobs, executor)
+                intake.start_soon(leases.run, shortest)
+                if self.burst:
+                    intake.start_soon(self._watch_drained, broker)
+                await self._stop.wait()
+                # Stop taking jobs, but keep the heartbeat beating for the jobs still held.
+                intake.cancel_scope.cancel()
+                heartbeat = anyio.CancelScope()
+                jobs.start_soon(self._beat, leases, shortest, heartbeat)
+            await self._release_waiting(executor)
+            with anyio.move_on_after(self.grace):
+                while self._running:
+                    await self._idle.wait()
+            if self._running:
+                log.warning(
+                    "%d job(s) still running after the %.0f s grace period; cancelling and "
+                    "releasing them",
+                    self._running,
+                    self.grace,
+                )
+            jobs.cancel_scope.cancel()
+            heartbeat.cancel()
+
+    async def _beat(self, leases: Leases, shortest: float, scope: anyio.CancelScope) -> None:
+        with scope:
+            await leases.run(shortest)
+
+    async def _pull(self, queue: str, stream: Any, leases: Leases) -> None:
+        track = self.app.ack_mode(queue) is Ack.ON_COMPLETION
+        async for delivery in stream:
+            if track:
+                leases.track(delivery)
+            self._waiting.append((queue, delivery))
+            self._arrived.notify()
+
+    async def _dispatch(self, jobs: anyio.abc.TaskGroup, executor: Executor) -> None:
+        while True:
+            while self._running >= self.concurrency or not self._waiting:
+                if self._waiting:
+                    await self._idle.wait()
+                else:
+                    await self._arrived.wait()
+            queue, delivery = self._waiting.popleft()
+            self._running += 1
+            jobs.start_soon(self._run_one, executor, queue, delivery)
+
+    async def _run_one(self, executor: Executor, queue: str, delivery: Delivery) -> None:
+        try:
+            await executor.run(queue, delivery)
+        except anyio.get_cancelled_exc_class():
+            raise
+        except Exception:
+            # Settling failed (the broker is unreachable, say). The lease will lapse and the
+            # job come back; the worker carries on.
+            log.exception("could not settle message %s from queue %s", delivery.id, queue)
+        finally:
+            self._running -= 1
+            self._idle.notify()
+
+    async def _release_waiting(self, executor: Executor) -> None:
+        with anyio.CancelScope(shield=True):
+            while self._waiting:
+                _, delivery = self._waiting.popleft()
+                executor.leases.untrack(delivery)
+                try:
+                    await delivery.release()
+                    executor.counts.released += 1
+                except Exception as exc:
+                    log.warning("could not release message %s: %s", delivery.id, exc)
+
+    async def _watch_drained(self, broker: Broker) -> None:
+        """In burst mode, stop once nothing is left to do."""
+        quiet = 0
+        while True:
+            await anyio.sleep(0.05)
+            if self._running or self._waiting:
+                quiet = 0
+                continue
+            pending = 0
+            for queue in self.queues:
+                stats = await broker.stats(queue)
+                pending += stats.ready + stats.delayed
+            # Twice in a row, so a job published by a job that just finished is not missed.
+            quiet = quiet + 1 if pending == 0 else 0
+            if quiet >= 2:
+                self.stop()
+                return
+
+
+async def _call_hook(hook: Any) -> None:
+    result = hook()
+    if inspect.isawaitable(result):
+        await result
