@@ -43,6 +43,9 @@ class Capabilities:
         persistent: a message published while no consumer listens is kept until consumed.
         shared: several processes (on this machine or others) can use the same queues.
             ``False`` for a broker that lives inside one process.
+        lease_expiry: in ``ON_COMPLETION`` mode a lease lapses by time alone, while the
+            consumer stays connected. ``False`` for brokers that only redeliver when the
+            consumer's connection is lost (its messages then come back at once).
     """
 
     acks: frozenset[Ack]
@@ -51,6 +54,7 @@ class Capabilities:
     ordered: bool = False
     persistent: bool = True
     shared: bool = True
+    lease_expiry: bool = True
 
 
 @dataclass(frozen=True, slots=True)
