@@ -65,9 +65,7 @@ class ConformanceBase:
         return max(1, int(request.config.getoption("chute_stress", 1) or 1))
 
     @pytest.fixture
-    async def queue(
-        self, harness: BrokerHarness, anyio_backend: str
-    ) -> AsyncIterator[str]:
+    async def queue(self, harness: BrokerHarness, anyio_backend: str) -> AsyncIterator[str]:
         del anyio_backend
         name = f"ct{uuid.uuid4().hex[:12]}"
         yield name

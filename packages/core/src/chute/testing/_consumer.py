@@ -45,9 +45,11 @@ async def _main(ns: argparse.Namespace) -> None:
     broker = _load(ns.factory)(ns.url)
     ack = Ack(ns.ack)
     held: dict[str, Delivery] = {}
-    async with broker, broker.consume(
-        ns.queue, ack=ack, prefetch=ns.prefetch, lease=ns.lease
-    ) as deliveries, anyio.create_task_group() as tg:
+    async with (
+        broker,
+        broker.consume(ns.queue, ack=ack, prefetch=ns.prefetch, lease=ns.lease) as deliveries,
+        anyio.create_task_group() as tg,
+    ):
         if ns.mode == "stdin":
             tg.start_soon(_commands, held)
         _say("ready", pid=os.getpid())
@@ -58,8 +60,10 @@ async def _main(ns: argparse.Namespace) -> None:
                 held[delivery.id] = delivery
             elif ns.mode == "stdin":
                 held[delivery.id] = delivery
-            elif ns.die_on is not None and body == ns.die_on and (
-                ns.limit is None or delivery.attempt <= ns.limit
+            elif (
+                ns.die_on is not None
+                and body == ns.die_on
+                and (ns.limit is None or delivery.attempt <= ns.limit)
             ):
                 _say("dying", attempt=delivery.attempt)
                 os.kill(os.getpid(), signal.SIGKILL)

@@ -34,9 +34,10 @@ class DeliveryConformance(ConformanceBase):
             b"\xff\xfe\x00\x80 not utf-8 \xc3\x28",
             os.urandom(big),
         ]
-        for body in bodies:
-            await broker.publish(queue, [Outgoing(body)])
+        # Consumer first, so brokers that keep nothing for absent consumers pass too.
         async with reading(broker, queue, ack=ack, prefetch=4, lease=LONG_LEASE) as inbox:
+            for body in bodies:
+                await broker.publish(queue, [Outgoing(body)])
             got = await inbox.take(len(bodies), harness.tolerance * 2)
             for delivery in got:
                 await delivery.ack()
@@ -53,6 +54,8 @@ class DeliveryConformance(ConformanceBase):
             expected = {f"{round_}:{p}:{i}".encode() for p in range(producers)
                         for i in range(per_producer)}  # fmt: skip
             done = anyio.Event()
+            ready = 0
+            all_ready = anyio.Event()
 
             async def produce(p: int) -> None:
                 async with connect() as b:
@@ -61,9 +64,14 @@ class DeliveryConformance(ConformanceBase):
                         await publish(b, queue, bodies[start : start + 50])
 
             async def consume() -> None:
-                async with connect() as b, reading(
-                    b, queue, ack=ack, prefetch=10, lease=LONG_LEASE
-                ) as inbox:
+                nonlocal ready
+                async with (
+                    connect() as b,
+                    reading(b, queue, ack=ack, prefetch=10, lease=LONG_LEASE) as inbox,
+                ):
+                    ready += 1
+                    if ready == consumers:
+                        all_ready.set()
                     while not done.is_set():
                         with anyio.move_on_after(0.2):
                             delivery = await inbox.get(LONG_LEASE)
@@ -77,6 +85,7 @@ class DeliveryConformance(ConformanceBase):
                     for c in range(consumers):
                         del c
                         tg.start_soon(consume)
+                    await all_ready.wait()
                     for p in range(producers):
                         tg.start_soon(produce, p)
             assert set(seen) == expected
@@ -89,6 +98,7 @@ class DeliveryConformance(ConformanceBase):
     async def test_prefetch_bounds_what_a_consumer_holds(
         self, broker: Broker, connect: Connect, queue: str, ack: Ack, harness: BrokerHarness
     ) -> None:
+        requires(broker.capabilities, persistent=True)
         total, prefetch = 40, 5
         await publish(broker, queue, [f"m{i}".encode() for i in range(total)])
         async with reading(broker, queue, ack=ack, prefetch=prefetch, lease=LONG_LEASE) as a:
@@ -96,9 +106,10 @@ class DeliveryConformance(ConformanceBase):
             await a.nothing_for(0.5, f"a consumer with prefetch={prefetch} took one more")
             # Nothing beyond the prefetch sits hidden in the first consumer: another one
             # gets all the rest while the first holds its share.
-            async with connect() as other, reading(
-                other, queue, ack=ack, prefetch=total, lease=LONG_LEASE
-            ) as b:
+            async with (
+                connect() as other,
+                reading(other, queue, ack=ack, prefetch=total, lease=LONG_LEASE) as b,
+            ):
                 rest = await b.take(total - prefetch, harness.tolerance * 2)
                 for delivery in rest:
                     await delivery.ack()
@@ -110,6 +121,7 @@ class DeliveryConformance(ConformanceBase):
     async def test_queues_are_isolated(
         self, broker: Broker, queue: str, ack: Ack, harness: BrokerHarness
     ) -> None:
+        requires(broker.capabilities, persistent=True)
         other = f"{queue}-other"
         try:
             await publish(broker, queue, [b"mine"])
@@ -129,6 +141,7 @@ class DeliveryConformance(ConformanceBase):
     async def test_stats_match_reality_and_purge_empties(
         self, broker: Broker, queue: str, ack: Ack, harness: BrokerHarness
     ) -> None:
+        requires(broker.capabilities, persistent=True)
         await publish(broker, queue, [b"r1", b"r2", b"r3"])
         if broker.capabilities.max_delay != 0:
             await publish(broker, queue, [b"later"], delay=LONG_LEASE)
@@ -156,6 +169,7 @@ class DeliveryConformance(ConformanceBase):
     async def test_ordered_for_one_consumer(
         self, broker: Broker, queue: str, ack: Ack, harness: BrokerHarness
     ) -> None:
+        requires(broker.capabilities, persistent=True)
         requires(broker.capabilities, ordered=True)
         bodies = [f"{i:04d}".encode() for i in range(200)]
         for start in range(0, len(bodies), 20):
@@ -171,6 +185,7 @@ class DeliveryConformance(ConformanceBase):
     async def test_delayed_publish_waits_without_being_held(
         self, broker: Broker, queue: str, ack: Ack, harness: BrokerHarness
     ) -> None:
+        requires(broker.capabilities, persistent=True)
         requires(broker.capabilities, delays=True)
         delay = 2.0
         if broker.capabilities.max_delay is not None:
@@ -195,6 +210,7 @@ class DeliveryConformance(ConformanceBase):
     async def test_retry_redelivers_after_the_delay_with_attempt_raised(
         self, broker: Broker, queue: str, ack: Ack, harness: BrokerHarness
     ) -> None:
+        requires(broker.capabilities, persistent=True)
         requires(broker.capabilities, delays=True)
         delay = 1.5
         await publish(broker, queue, [b"again"])
@@ -217,6 +233,7 @@ class DeliveryConformance(ConformanceBase):
     async def test_release_comes_back_promptly_with_attempt_unchanged(
         self, broker: Broker, queue: str, ack: Ack, harness: BrokerHarness
     ) -> None:
+        requires(broker.capabilities, persistent=True)
         await publish(broker, queue, [b"back"])
         async with reading(broker, queue, ack=ack, prefetch=1, lease=LONG_LEASE) as inbox:
             first = await inbox.get(harness.tolerance)
@@ -229,15 +246,17 @@ class DeliveryConformance(ConformanceBase):
     async def test_graceful_close_gives_back_prefetched_messages(
         self, broker: Broker, connect: Connect, queue: str, ack: Ack, harness: BrokerHarness
     ) -> None:
+        requires(broker.capabilities, persistent=True)
         total = 10
         await publish(broker, queue, [f"p{i}".encode() for i in range(total)])
         async with reading(broker, queue, ack=ack, prefetch=total, lease=LONG_LEASE) as inbox:
             first = await inbox.get(harness.tolerance)
             await first.release()
             # Whatever else it fetched is given back when the consumer closes.
-        async with connect() as other, reading(
-            other, queue, ack=ack, prefetch=total, lease=LONG_LEASE
-        ) as inbox:
+        async with (
+            connect() as other,
+            reading(other, queue, ack=ack, prefetch=total, lease=LONG_LEASE) as inbox,
+        ):
             # Far sooner than the 60 s lease: released, not expired.
             got = await inbox.take(total, harness.tolerance * 2)
             for delivery in got:
@@ -248,6 +267,7 @@ class DeliveryConformance(ConformanceBase):
     async def test_settling_twice_is_harmless(
         self, broker: Broker, queue: str, ack: Ack, harness: BrokerHarness
     ) -> None:
+        requires(broker.capabilities, persistent=True)
         await publish(broker, queue, [b"once", b"other"])
         async with reading(broker, queue, ack=ack, prefetch=1, lease=LONG_LEASE) as inbox:
             delivery: Delivery = await inbox.get(harness.tolerance)

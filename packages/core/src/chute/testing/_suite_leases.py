@@ -23,15 +23,16 @@ class LeaseConformance(ConformanceBase):
     async def test_lapsed_lease_redelivers_with_attempt_raised(
         self, broker: Broker, connect: Connect, queue: str, ack: Ack, harness: BrokerHarness
     ) -> None:
-        requires(broker.capabilities, expiry=True)
+        requires(broker.capabilities, expiry=True, persistent=True)
         lease = harness.lease
         await publish(broker, queue, [b"lost"])
         async with reading(broker, queue, ack=ack, prefetch=1, lease=lease) as a:
             held = await a.get(harness.tolerance)
             taken = time.monotonic()
-            async with connect() as other, reading(
-                other, queue, ack=ack, prefetch=1, lease=lease
-            ) as b:
+            async with (
+                connect() as other,
+                reading(other, queue, ack=ack, prefetch=1, lease=lease) as b,
+            ):
                 arrived, again = await b.get_timed(lease + harness.tolerance, "a redelivery")
                 assert again.body == b"lost"
                 assert again.attempt == held.attempt + 1
@@ -42,14 +43,15 @@ class LeaseConformance(ConformanceBase):
     async def test_extended_lease_is_kept_and_lapses_once_extension_stops(
         self, broker: Broker, connect: Connect, queue: str, ack: Ack, harness: BrokerHarness
     ) -> None:
-        requires(broker.capabilities, expiry=True)
+        requires(broker.capabilities, expiry=True, persistent=True)
         lease = harness.lease
         await publish(broker, queue, [b"long job"])
         async with reading(broker, queue, ack=ack, prefetch=1, lease=lease) as a:
             held = await a.get(harness.tolerance)
-            async with connect() as other, reading(
-                other, queue, ack=ack, prefetch=1, lease=lease
-            ) as b:
+            async with (
+                connect() as other,
+                reading(other, queue, ack=ack, prefetch=1, lease=lease) as b,
+            ):
                 # Work for three leases, extending every third of one.
                 with anyio.move_on_after(3 * lease):
                     while True:
@@ -66,14 +68,15 @@ class LeaseConformance(ConformanceBase):
     async def test_stale_ack_does_not_remove_the_redelivered_copy(
         self, broker: Broker, connect: Connect, queue: str, ack: Ack, harness: BrokerHarness
     ) -> None:
-        requires(broker.capabilities, expiry=True)
+        requires(broker.capabilities, expiry=True, persistent=True)
         lease = harness.lease
         await publish(broker, queue, [b"twice"])
         async with reading(broker, queue, ack=ack, prefetch=1, lease=lease) as a:
             stale = await a.get(harness.tolerance)
-            async with connect() as other, reading(
-                other, queue, ack=ack, prefetch=1, lease=60
-            ) as b:
+            async with (
+                connect() as other,
+                reading(other, queue, ack=ack, prefetch=1, lease=60) as b,
+            ):
                 live = await b.get(lease + harness.tolerance, "a redelivery")
                 await stale.ack()
                 await stale.extend(lease)

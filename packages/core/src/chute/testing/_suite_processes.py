@@ -35,6 +35,7 @@ class ProcessConformance(ConformanceBase):
         self, broker: Broker, queue: str, ack: Ack, harness: BrokerHarness, process_url: str,
         stress: int,
     ) -> None:  # fmt: skip
+        requires(broker.capabilities, persistent=True)
         del process_url
         total, prefetch = 10, 5
         for round_ in range(stress):
@@ -64,6 +65,7 @@ class ProcessConformance(ConformanceBase):
         self, broker: Broker, queue: str, ack: Ack, harness: BrokerHarness, process_url: str,
         stress: int,
     ) -> None:  # fmt: skip
+        requires(broker.capabilities, persistent=True)
         del process_url
         total, prefetch = 10, 3
         for round_ in range(stress):
@@ -88,6 +90,7 @@ class ProcessConformance(ConformanceBase):
     async def test_ack_from_a_paused_consumer_does_not_remove_the_redelivered_copy(
         self, broker: Broker, queue: str, ack: Ack, harness: BrokerHarness, process_url: str,
     ) -> None:  # fmt: skip
+        requires(broker.capabilities, persistent=True)
         del process_url
         requires(broker.capabilities, expiry=True)
         await publish(broker, queue, [b"paused"])
@@ -120,6 +123,7 @@ class ProcessConformance(ConformanceBase):
     async def test_message_that_kills_every_consumer_stops_at_the_attempt_limit(
         self, broker: Broker, queue: str, ack: Ack, harness: BrokerHarness, process_url: str,
     ) -> None:  # fmt: skip
+        requires(broker.capabilities, persistent=True)
         del process_url
         limit, healthy = 3, 20
         poison = b"poison"
@@ -163,6 +167,7 @@ class ProcessConformance(ConformanceBase):
     async def test_consumer_recovers_from_a_cut_connection(
         self, broker: Broker, queue: str, ack: Ack, harness: BrokerHarness
     ) -> None:
+        requires(broker.capabilities, persistent=True)
         if not harness.can_cut_connections:
             pytest.skip("the harness cannot cut a connection (can_cut_connections is false)")
         first, second, prefetch = 200, 100, 10

@@ -111,9 +111,7 @@ async def publish(
         await broker.publish(queue, [Outgoing(body, delay) for body in chunk])
 
 
-async def eventually(
-    check: Callable[[], Awaitable[object]], timeout: float, what: str
-) -> None:
+async def eventually(check: Callable[[], Awaitable[object]], timeout: float, what: str) -> None:
     """Poll the async callable ``check`` until it returns true, failing after ``timeout``."""
     last: object = None
     with anyio.move_on_after(timeout):
