@@ -35,6 +35,24 @@ def _param_of(path: str) -> str | None:
     return match.group(1) if match else None
 
 
+def _custom_types(info: object, seen: set[int] | None = None) -> list[type]:
+    """Types inside ``info`` that msgspec would need hooks for."""
+    seen = set() if seen is None else seen
+    if id(info) in seen:
+        return []
+    seen.add(id(info))
+    if isinstance(info, msgspec.inspect.CustomType):
+        return [info.cls]
+    found: list[type] = []
+    if isinstance(info, (list, tuple)):
+        for item in info:  # pyright: ignore[reportUnknownVariableType]
+            found += _custom_types(item, seen)  # pyright: ignore[reportUnknownArgumentType]
+    elif isinstance(info, (msgspec.inspect.Type, msgspec.inspect.Field)):
+        for name in info.__struct_fields__:
+            found += _custom_types(getattr(info, name), seen)
+    return found
+
+
 class ArgumentCodec:
     """Encodes and decodes the arguments of one task function."""
 
@@ -72,10 +90,18 @@ class ArgumentCodec:
         )
         try:
             self._decoder = msgspec.msgpack.Decoder(struct)
+            custom = _custom_types(msgspec.inspect.type_info(struct))
         except TypeError as exc:
             raise ConfigurationError(
                 f"task {task!r}: its type hints cannot be encoded by msgspec: {exc}"
             ) from exc
+        if custom:
+            names = ", ".join(sorted({getattr(c, "__qualname__", repr(c)) for c in custom}))
+            raise ConfigurationError(
+                f"task {task!r}: its type hints cannot be encoded by msgspec: {names} is not "
+                "a supported type (use builtins, dataclasses, msgspec Structs, TypedDicts, "
+                "enums, datetimes, UUIDs, Decimals, or containers of them)"
+            )
         self._names = [name for name, _, _ in fields]
         # The common case calls fn(**params); positional-only and variadic parameters need
         # inspect's help to rebuild the call.
