@@ -45,7 +45,5 @@ def load_app(path: str) -> App:
                 f"module {module_name!r} has no attribute {attr!r} (from {path!r})"
             ) from None
     if not isinstance(obj, App):
-        raise ConfigurationError(
-            f"{path!r} is a {type(obj).__name__}, not a chute.App"
-        )
+        raise ConfigurationError(f"{path!r} is a {type(obj).__name__}, not a chute.App")
     return obj

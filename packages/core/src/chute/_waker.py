@@ -24,7 +24,7 @@ class Waker:
             self._event.set()
             self._event = None
 
-    async def wait(self, timeout: float = math.inf) -> bool:  # noqa: ASYNC109
+    async def wait(self, timeout: float = math.inf) -> bool:
         """Wait for the next :meth:`notify`, at most ``timeout`` seconds; ``True`` if woken."""
         if self._event is None:
             self._event = anyio.Event()

@@ -97,8 +97,7 @@ def worker(
     if processes > 1:
         from chute.worker._supervisor import Supervisor
 
-        argv = [a for a in sys.argv[1:]]
-        child = _without_processes(argv)
+        child = _without_processes(sys.argv[1:])
         raise typer.Exit(Supervisor(child, processes, grace).run())
 
     from chute.worker import Worker
@@ -148,7 +147,9 @@ async def _watch_signals(w: Any) -> None:
             if seen == 1:
                 log.info(
                     "received %s: finishing running jobs (up to %.0f s), releasing the rest; "
-                    "signal again to exit at once", signal.Signals(signum).name, w.grace,
+                    "signal again to exit at once",
+                    signal.Signals(signum).name,
+                    w.grace,
                 )
                 w.stop()
             else:

@@ -100,6 +100,11 @@ class SqliteBroker:
         path: the file, instead of a URL.
     """
 
+    # The statements that implement leases, as class attributes so a test can build a broker
+    # with one deliberately broken and watch the conformance suite catch it.
+    _claim_leased_sql = _CLAIM_LEASED
+    _settle_sql = _SETTLE
+
     def __init__(self, url: str | None = None, *, path: str | Path | None = None) -> None:
         if path is None:
             path = _path_from_url(url or "sqlite:///chute.sqlite3")
@@ -200,13 +205,14 @@ class SqliteBroker:
         pending, self._pending = self._pending, []
         return pending
 
-    @staticmethod
-    def _apply(conn: sqlite3.Connection, pending: list[tuple[str, tuple[Any, ...]]]) -> None:
+    def _apply(
+        self, conn: sqlite3.Connection, pending: list[tuple[str, tuple[Any, ...]]]
+    ) -> None:
         for op, params in pending:
             if op == "insert":
                 conn.execute(_INSERT, params)
             else:
-                conn.execute(_SETTLE[op], params)
+                conn.execute(self._settle_sql[op], params)
 
     async def _flush(self) -> None:
         """Write pending settlements. Concurrent callers coalesce into one transaction."""
@@ -298,7 +304,8 @@ class _Consumer:
         else:
             token = next(self._tokens)
             rows = conn.execute(
-                _CLAIM_LEASED, (token, now + self.lease, self.queue, now, limit)
+                self.broker._claim_leased_sql,  # pyright: ignore[reportPrivateUsage]
+                (token, now + self.lease, self.queue, now, limit),
             ).fetchall()
         rows.sort()
         return [(msg_id, body, deliveries, token) for msg_id, body, deliveries in rows]

@@ -56,9 +56,7 @@ async def _main(ns: argparse.Namespace) -> None:
         async for delivery in deliveries:
             body = delivery.body.hex()
             _say("got", id=delivery.id, body=body, attempt=delivery.attempt)
-            if ns.mode == "hold":
-                held[delivery.id] = delivery
-            elif ns.mode == "stdin":
+            if ns.mode in ("hold", "stdin"):
                 held[delivery.id] = delivery
             elif (
                 ns.die_on is not None

@@ -45,55 +45,55 @@ class DeliveryConformance(ConformanceBase):
         assert all(d.attempt == 1 for d in got)
 
     async def test_no_loss_no_duplicate(
-        self, broker: Broker, connect: Connect, queue: str, ack: Ack, stress: int,
-        harness: BrokerHarness,
-    ) -> None:  # fmt: skip
-        producers, consumers, per_producer = 4, 3, 500
+        self, broker: Broker, connect: Connect, queue: str, ack: Ack, stress: int
+    ) -> None:
         for round_ in range(stress):
-            seen: collections.Counter[bytes] = collections.Counter()
-            expected = {f"{round_}:{p}:{i}".encode() for p in range(producers)
-                        for i in range(per_producer)}  # fmt: skip
-            done = anyio.Event()
-            ready = 0
-            all_ready = anyio.Event()
+            await self._no_loss_round(connect, queue, ack, round_)
 
-            async def produce(p: int) -> None:
-                async with connect() as b:
-                    bodies = [f"{round_}:{p}:{i}".encode() for i in range(per_producer)]
-                    for start in range(0, per_producer, 50):
-                        await publish(b, queue, bodies[start : start + 50])
+    async def _no_loss_round(self, connect: Connect, queue: str, ack: Ack, round_: int) -> None:
+        producers, consumers, per_producer = 4, 3, 500
+        seen: collections.Counter[bytes] = collections.Counter()
+        expected = {f"{round_}:{p}:{i}".encode() for p in range(producers)
+                    for i in range(per_producer)}  # fmt: skip
+        done = anyio.Event()
+        all_ready = anyio.Event()
+        ready = 0
 
-            async def consume() -> None:
-                nonlocal ready
-                async with (
-                    connect() as b,
-                    reading(b, queue, ack=ack, prefetch=10, lease=LONG_LEASE) as inbox,
-                ):
-                    ready += 1
-                    if ready == consumers:
-                        all_ready.set()
-                    while not done.is_set():
-                        with anyio.move_on_after(0.2):
-                            delivery = await inbox.get(LONG_LEASE)
-                            seen[delivery.body] += 1
-                            await delivery.ack()
-                            if len(seen) == len(expected):
-                                done.set()
+        async def produce(p: int) -> None:
+            async with connect() as b:
+                bodies = [f"{round_}:{p}:{i}".encode() for i in range(per_producer)]
+                for start in range(0, per_producer, 50):
+                    await publish(b, queue, bodies[start : start + 50])
 
-            with anyio.fail_after(120):
-                async with anyio.create_task_group() as tg:
-                    for c in range(consumers):
-                        del c
-                        tg.start_soon(consume)
-                    await all_ready.wait()
-                    for p in range(producers):
-                        tg.start_soon(produce, p)
-            assert set(seen) == expected
-            duplicates = {body: n for body, n in seen.items() if n > 1}
-            # Leases are long and every consumer acks at once: no lease can lapse, so even
-            # at-least-once delivery owes exactly once here.
-            assert not duplicates, f"{len(duplicates)} messages delivered more than once"
-        del harness
+        async def consume() -> None:
+            nonlocal ready
+            async with (
+                connect() as b,
+                reading(b, queue, ack=ack, prefetch=10, lease=LONG_LEASE) as inbox,
+            ):
+                ready += 1
+                if ready == consumers:
+                    all_ready.set()
+                while not done.is_set():
+                    with anyio.move_on_after(0.2):
+                        delivery = await inbox.get(LONG_LEASE)
+                        seen[delivery.body] += 1
+                        await delivery.ack()
+                        if len(seen) == len(expected):
+                            done.set()
+
+        with anyio.fail_after(120):
+            async with anyio.create_task_group() as tg:
+                for _ in range(consumers):
+                    tg.start_soon(consume)
+                await all_ready.wait()
+                for p in range(producers):
+                    tg.start_soon(produce, p)
+        assert set(seen) == expected
+        duplicates = {body: n for body, n in seen.items() if n > 1}
+        # Leases are long and every consumer acks at once: no lease can lapse, so even
+        # at-least-once delivery owes exactly once here.
+        assert not duplicates, f"{len(duplicates)} messages delivered more than once"
 
     async def test_prefetch_bounds_what_a_consumer_holds(
         self, broker: Broker, connect: Connect, queue: str, ack: Ack, harness: BrokerHarness

@@ -8,7 +8,7 @@ from contextlib import AbstractAsyncContextManager
 
 import anyio
 
-from chute.broker import Ack, Broker
+from chute.broker import Ack, Broker, Delivery
 from chute.testing._base import ConformanceBase, modes, requires
 from chute.testing._harness import BrokerHarness
 from chute.testing._tools import publish, reading
@@ -38,6 +38,22 @@ class LeaseConformance(ConformanceBase):
                 assert again.attempt == held.attempt + 1
                 assert arrived >= taken + lease - harness.early, "redelivered before the lease"
                 await again.ack()
+
+    @modes(Ack.ON_COMPLETION)
+    async def test_acked_message_never_comes_back(
+        self, broker: Broker, connect: Connect, queue: str, ack: Ack, harness: BrokerHarness
+    ) -> None:
+        requires(broker.capabilities, expiry=True, persistent=True)
+        lease = harness.lease
+        await publish(broker, queue, [b"done"])
+        async with reading(broker, queue, ack=ack, prefetch=1, lease=lease) as a:
+            delivery = await a.get(harness.tolerance)
+            await delivery.ack()
+            async with connect() as other, reading(
+                other, queue, ack=ack, prefetch=1, lease=lease
+            ) as b:
+                await b.nothing_for(lease + 1.0, "an acked message was delivered again")
+            assert not a.pending(), "an acked message was delivered again"
 
     @modes(Ack.ON_COMPLETION)
     async def test_extended_lease_is_kept_and_lapses_once_extension_stops(
@@ -83,9 +99,11 @@ class LeaseConformance(ConformanceBase):
                 # The live copy must still be there: give it back and see it again, at
                 # whichever consumer (the stale one has a free slot now).
                 await live.release()
-                with anyio.fail_after(harness.tolerance):
+                found: list[Delivery] = []
+                with anyio.move_on_after(harness.tolerance):
                     while not (found := a.pending() + b.pending()):
                         await anyio.sleep(0.01)
+                assert found, "a stale ack removed the copy leased to another consumer"
                 again = found[0]
                 assert again.body == b"twice"
                 assert again.attempt == live.attempt

@@ -78,7 +78,9 @@ class Supervisor:
                 quick = time.monotonic() - started < _QUICK_DEATH
                 self.backoff = min(_MAX_BACKOFF, max(0.5, self.backoff * 2)) if quick else 0.0
                 log.warning(
-                    "worker process %d %s; starting a new one%s", proc.pid, _describe(code),
+                    "worker process %d %s; starting a new one%s",
+                    proc.pid,
+                    _describe(code),
                     f" in {self.backoff:.1f} s" if self.backoff else "",
                 )
                 if self.backoff:
