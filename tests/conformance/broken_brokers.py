@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from types import TracebackType
-from typing import Self
+from typing import ClassVar, Self
 
 from chute.broker import Ack, Capabilities, Delivery, Outgoing, QueueStats
 from chute.brokers.memory import MemoryBroker
@@ -95,7 +95,7 @@ class IgnoresPrefetch(_Wrapper):
 class NoFencing(SqliteBroker):
     """An ack removes the message whoever holds it now: a stale ack destroys the live copy."""
 
-    _settle_sql = {
+    _settle_sql: ClassVar[Mapping[str, str]] = {
         **SqliteBroker._settle_sql,
         "ack": "DELETE FROM chute_messages WHERE id = ?2 AND ?3 = ?3",
     }

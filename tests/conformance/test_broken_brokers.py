@@ -94,7 +94,8 @@ def test_leases_that_never_lapse_are_caught(pytester: pytest.Pytester) -> None:
         pytester,
         "path = tmp_path / 'b.sqlite3'\n"
         "        return Harness(lambda: broken_brokers.LeasesNeverLapse(path=path),\n"
-        "                       url=f'sqlite:///{path}', factory='broken_brokers:LeasesNeverLapse')",
+        "                       url=f'sqlite:///{path}',\n"
+        "                       factory='broken_brokers:LeasesNeverLapse')",
         "killed_consumer_loses_nothing or lapsed_lease",
     )
     assert failed(result) == {

@@ -12,7 +12,7 @@ import inspect
 import re
 import typing
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 
@@ -167,13 +167,15 @@ class ArgumentCodec:
     ) -> dict[str, Any]:
         """Decode arguments sent by a producer that did not know the signature."""
         try:
-            positional = _any_decoder.decode(args) if args else []
-            keywords = _any_decoder.decode(kwargs) if kwargs else {}
+            positional: object = _any_decoder.decode(args) if args else []
+            keywords: object = _any_decoder.decode(kwargs) if kwargs else {}
         except msgspec.DecodeError as exc:
             raise self._fail(f"arguments are not valid msgpack: {exc}") from None
         if not isinstance(positional, list) or not isinstance(keywords, dict):
             raise self._fail("args must be an array and kwargs a map")
-        return self.decode_params(self.encode(positional, keywords))  # pyright: ignore[reportUnknownArgumentType]
+        return self.decode_params(
+            self.encode(cast(list[Any], positional), cast(dict[str, Any], keywords))
+        )
 
     def call_args(self, params: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """Positional and keyword arguments to call the function with."""

@@ -37,7 +37,9 @@ def _raw(data: bytes | None) -> msgspec.Raw:
 
 class _TaskDecorator(Protocol):
     @overload
-    def __call__(self, fn: Callable[P, Coroutine[Any, Any, R]], /) -> AsyncTask[P, R]: ...
+    def __call__(  # pyright: ignore[reportOverlappingOverload]
+        self, fn: Callable[P, Coroutine[Any, Any, R]], /
+    ) -> AsyncTask[P, R]: ...
     @overload
     def __call__(self, fn: Callable[P, R], /) -> SyncTask[P, R]: ...
 
@@ -91,12 +93,15 @@ class App:
     # -- registration -------------------------------------------------------------------
 
     @overload
-    def task(self, fn: Callable[P, Coroutine[Any, Any, R]], /) -> AsyncTask[P, R]: ...
+    def task(  # pyright: ignore[reportOverlappingOverload]
+        self, fn: Callable[P, Coroutine[Any, Any, R]], /
+    ) -> AsyncTask[P, R]: ...
     @overload
     def task(self, fn: Callable[P, R], /) -> SyncTask[P, R]: ...
     @overload
     def task(
         self,
+        /,
         *,
         name: str | None = None,
         queue: str | None = None,

@@ -7,7 +7,7 @@ requeueable dead letters. The reason, error and traceback travel in the envelope
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -95,7 +95,7 @@ class DeadLetter:
 
 
 @asynccontextmanager
-async def _leased(broker: Broker, queue: str, limit: int) -> AsyncIterator[list[Delivery]]:
+async def _leased(broker: Broker, queue: str, limit: int) -> AsyncGenerator[list[Delivery], None]:
     """Lease up to ``limit`` dead letters; whatever is left unsettled is released on exit."""
     stats = await broker.stats(queue)
     wanted = min(limit, stats.dead)

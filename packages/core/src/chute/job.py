@@ -80,9 +80,9 @@ def current_job() -> JobInfo:
         raise LookupError("current_job() is only available inside a task run by a worker") from None
 
 
-def _set_current(info: JobInfo) -> contextvars.Token[JobInfo]:
+def set_current_job(info: JobInfo) -> contextvars.Token[JobInfo]:
     return _current.set(info)
 
 
-def _reset_current(token: contextvars.Token[JobInfo]) -> None:
+def reset_current_job(token: contextvars.Token[JobInfo]) -> None:
     _current.reset(token)

@@ -11,7 +11,7 @@ import heapq
 import itertools
 import math
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -125,7 +125,7 @@ class MemoryBroker:
     @asynccontextmanager
     async def consume(
         self, queue: str, *, ack: Ack, prefetch: int, lease: float
-    ) -> AsyncIterator[AsyncIterator[_MemoryDelivery]]:
+    ) -> AsyncGenerator[AsyncIterator[_MemoryDelivery], None]:
         consumer = _Consumer(self, self._queue(queue), ack, max(1, prefetch), lease)
         try:
             yield consumer.deliveries()
@@ -186,7 +186,7 @@ class _Consumer:
         self.unsettled += 1
         return _MemoryDelivery(self, msg, token)
 
-    async def deliveries(self) -> AsyncIterator[_MemoryDelivery]:
+    async def deliveries(self) -> AsyncGenerator[_MemoryDelivery, None]:
         while True:
             if not self.buffer:
                 await self._fill()

@@ -16,11 +16,11 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, ClassVar, Self, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -102,8 +102,8 @@ class SqliteBroker:
 
     # The statements that implement leases, as class attributes so a test can build a broker
     # with one deliberately broken and watch the conformance suite catch it.
-    _claim_leased_sql = _CLAIM_LEASED
-    _settle_sql = _SETTLE
+    _claim_leased_sql: ClassVar[str] = _CLAIM_LEASED
+    _settle_sql: ClassVar[Mapping[str, str]] = _SETTLE
 
     def __init__(self, url: str | None = None, *, path: str | Path | None = None) -> None:
         if path is None:
@@ -205,9 +205,7 @@ class SqliteBroker:
         pending, self._pending = self._pending, []
         return pending
 
-    def _apply(
-        self, conn: sqlite3.Connection, pending: list[tuple[str, tuple[Any, ...]]]
-    ) -> None:
+    def _apply(self, conn: sqlite3.Connection, pending: list[tuple[str, tuple[Any, ...]]]) -> None:
         for op, params in pending:
             if op == "insert":
                 conn.execute(_INSERT, params)
@@ -236,7 +234,7 @@ class SqliteBroker:
     @asynccontextmanager
     async def consume(
         self, queue: str, *, ack: Ack, prefetch: int, lease: float
-    ) -> AsyncIterator[AsyncIterator[_SqliteDelivery]]:
+    ) -> AsyncGenerator[AsyncIterator[_SqliteDelivery], None]:
         consumer = _Consumer(self, queue, ack, max(1, prefetch), lease)
         try:
             yield consumer.deliveries()
@@ -310,7 +308,7 @@ class _Consumer:
         rows.sort()
         return [(msg_id, body, deliveries, token) for msg_id, body, deliveries in rows]
 
-    async def deliveries(self) -> AsyncIterator[_SqliteDelivery]:
+    async def deliveries(self) -> AsyncGenerator[_SqliteDelivery, None]:
         while True:
             if not self.buffer:
                 await self._fill()

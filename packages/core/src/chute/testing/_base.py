@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, TypeVar
 
@@ -89,7 +89,7 @@ class ConformanceBase:
         """Another connection to the same broker; the same instance for in-process brokers."""
 
         @asynccontextmanager
-        async def another() -> AsyncIterator[Broker]:
+        async def another() -> AsyncGenerator[Broker, None]:
             if not broker.capabilities.shared:
                 yield broker
                 return

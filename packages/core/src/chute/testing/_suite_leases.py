@@ -49,9 +49,10 @@ class LeaseConformance(ConformanceBase):
         async with reading(broker, queue, ack=ack, prefetch=1, lease=lease) as a:
             delivery = await a.get(harness.tolerance)
             await delivery.ack()
-            async with connect() as other, reading(
-                other, queue, ack=ack, prefetch=1, lease=lease
-            ) as b:
+            async with (
+                connect() as other,
+                reading(other, queue, ack=ack, prefetch=1, lease=lease) as b,
+            ):
                 await b.nothing_for(lease + 1.0, "an acked message was delivered again")
             assert not a.pending(), "an acked message was delivered again"
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 
 import anyio
-import anyio.abc
 
 from chute.broker import Ack, Broker, Delivery, Outgoing
 
@@ -84,7 +83,7 @@ class Inbox:
 @asynccontextmanager
 async def reading(
     broker: Broker, queue: str, *, ack: Ack, prefetch: int, lease: float
-) -> AsyncIterator[Inbox]:
+) -> AsyncGenerator[Inbox, None]:
     """Consume ``queue`` into an :class:`Inbox` for the duration of the block."""
     inbox = Inbox()
     async with broker.consume(queue, ack=ack, prefetch=prefetch, lease=lease) as deliveries:

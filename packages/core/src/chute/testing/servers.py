@@ -10,7 +10,7 @@ import os
 import shutil
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
@@ -66,7 +66,7 @@ def server_url(
     image: str | None = None,
     port: int | None = None,
     template: str = "{scheme}://{host}:{port}",
-) -> Iterator[str]:
+) -> Generator[str, None, None]:
     """Yield a URL for a ``name`` server, in this order of preference.
 
     1. ``$env``, if set (it must answer);
@@ -78,7 +78,7 @@ def server_url(
     Use it in a session-scoped fixture::
 
         @pytest.fixture(scope="session")
-        def redis_url() -> Iterator[str]:
+        def redis_url() -> Generator[str, None, None]:
             with server_url("Redis", env="CHUTE_TEST_REDIS_URL",
                             default="redis://127.0.0.1:6379", image="redis:7", port=6379) as url:
                 yield url

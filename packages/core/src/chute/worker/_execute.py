@@ -21,7 +21,7 @@ from chute import dead
 from chute.app import App
 from chute.broker import Broker, Delivery, Outgoing, dead_queue
 from chute.errors import ArgumentError, DecodeError
-from chute.job import JobInfo, _reset_current, _set_current  # pyright: ignore[reportPrivateUsage]
+from chute.job import JobInfo, reset_current_job, set_current_job
 from chute.message import Envelope, decode_envelope, encode_envelope
 from chute.resources import Resources
 from chute.signals import Retry
@@ -132,7 +132,7 @@ class Executor:
             enqueued_at=envelope.enqueued_at,
             headers=envelope.headers,
         )
-        token = _set_current(info)
+        token = set_current_job(info)
         try:
             await self._call(task, args, kwargs)
         except anyio.get_cancelled_exc_class():
@@ -148,7 +148,7 @@ class Executor:
                 "task %s job %s succeeded on attempt %d", task.name, envelope.id, delivery.attempt
             )
         finally:
-            _reset_current(token)
+            reset_current_job(token)
 
     async def _call(self, task: Task[..., Any], args: Any, kwargs: dict[str, Any]) -> None:
         timeout = task.opts.timeout

@@ -11,7 +11,6 @@ from typing import Any
 
 import anyio
 import anyio.abc
-import anyio.to_thread
 
 from chute._waker import Waker
 from chute.app import App
@@ -158,6 +157,7 @@ class Worker:
                 )
                 for queue in self.queues
             ]
+            heartbeat = anyio.CancelScope()
             async with anyio.create_task_group() as intake:
                 for queue, stream in streams:
                     intake.start_soon(self._pull, queue, stream, leases)
@@ -168,7 +168,6 @@ class Worker:
                 await self._stop.wait()
                 # Stop taking jobs, but keep the heartbeat beating for the jobs still held.
                 intake.cancel_scope.cancel()
-                heartbeat = anyio.CancelScope()
                 jobs.start_soon(self._beat, leases, shortest, heartbeat)
             await self._release_waiting(executor)
             with anyio.move_on_after(self.grace):
