@@ -1,0 +1,146 @@
+"""The connection to Redis: client setup, script calls, server checks, error translation."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, NoReturn
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import redis.asyncio as aioredis
+import redis.exceptions as rex
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+try:
+    from redis.maint_notifications import MaintNotificationsConfig
+except ImportError:  # redis-py before 7
+    MaintNotificationsConfig = None
+
+from chute.errors import BrokerConfigConflict, BrokerError, BrokerUnavailable
+from chute.plugins import redact_url
+from chute_redis._scripts import SCRIPTS, Script
+
+log = logging.getLogger("chute.redis")
+
+MIN_VERSION = (6, 2)
+"""LPOP with a count and ZMSCORE arrived in Redis 6.2."""
+
+# Policies under which Redis may evict keys that have no TTL, such as every queue key.
+EVICTING_POLICIES = frozenset({"allkeys-lru", "allkeys-lfu", "allkeys-random"})
+
+Arg = str | bytes | int | float
+
+
+def split_url(url: str) -> tuple[str, str | None]:
+    """``url`` without chute's own query option ``prefix``, and that option's value."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    prefix = next((v for k, v in query if k == "prefix"), None)
+    rest = urlencode([(k, v) for k, v in query if k != "prefix"])
+    return urlunsplit(parts._replace(query=rest)), prefix
+
+
+def new_client_name() -> str:
+    """A CLIENT SETNAME value that tells this broker instance's connections apart."""
+    return f"chute:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+def make_client(
+    url: str, *, client_name: str, socket_timeout: float, connect_timeout: float
+) -> aioredis.Redis:
+    # No automatic retries: a script whose reply was lost may have run, and running a publish
+    # again would store its messages twice. The broker retries only what is safe to repeat.
+    # A pooled connection the server closed is replaced before use, without any retry.
+    extra: dict[str, Any] = {}
+    if MaintNotificationsConfig is not None:
+        # With maintenance notifications on ("auto"), redis-py skips its check that a pooled
+        # connection is still open before reusing it; a connection the server closed would
+        # then fail the next command instead of being replaced.
+        extra["maint_notifications_config"] = MaintNotificationsConfig(enabled=False)
+    pool: aioredis.ConnectionPool = aioredis.ConnectionPool.from_url(  # pyright: ignore[reportUnknownMemberType]
+        url,
+        client_name=client_name,
+        socket_timeout=socket_timeout,
+        socket_connect_timeout=connect_timeout,
+        retry=Retry(NoBackoff(), 0),
+        **extra,
+    )
+    return aioredis.Redis.from_pool(pool)
+
+
+def fail(exc: BaseException, url: str, queue: str | None) -> NoReturn:
+    """Raise ``exc``, a redis-py error, as chute's error, naming the URL and queue."""
+    where = f"Redis at {redact_url(url)}" + (f", queue {queue!r}" if queue is not None else "")
+    if isinstance(exc, rex.ConnectionError | rex.TimeoutError | OSError):
+        raise BrokerUnavailable(f"{where}: {exc}") from exc
+    if "WRONGTYPE" in str(exc):
+        raise BrokerConfigConflict(
+            f"{where}: a key of this queue holds a value of another type, so something "
+            f"other than chute uses the key names (choose another prefix): {exc}"
+        ) from exc
+    raise BrokerError(f"{where}: {exc}") from exc
+
+
+@contextmanager
+def translated(url: str, queue: str | None) -> Iterator[None]:
+    """Turn redis-py errors raised inside the block into chute's errors."""
+    try:
+        yield
+    except (rex.RedisError, OSError) as exc:
+        fail(exc, url, queue)
+
+
+async def run_script(
+    client: aioredis.Redis, script: Script, keys: Sequence[str], args: Sequence[Arg]
+) -> Any:
+    """``EVALSHA`` the script; on ``NOSCRIPT`` (a flushed or failed-over server) load it
+    and call again, which is safe because a script Redis did not know never ran."""
+    try:
+        return await client.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)  # pyright: ignore[reportUnknownMemberType]
+    except rex.NoScriptError:
+        await client.execute_command("SCRIPT", "LOAD", script.source)  # pyright: ignore[reportUnknownMemberType]
+        return await client.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)  # pyright: ignore[reportUnknownMemberType]
+
+
+def _field(info: Any, name: str) -> str:
+    value = info.get(name, "") if isinstance(info, dict) else ""
+    return str(value)  # pyright: ignore[reportUnknownArgumentType]
+
+
+async def check_server(client: aioredis.Redis, url: str) -> None:
+    """Check the server version, load the scripts, warn if eviction can lose jobs.
+
+    Raises:
+        BrokerUnavailable: the server does not answer.
+        BrokerError: the server is older than Redis 6.2.
+    """
+    with translated(url, None):
+        async with client.pipeline(transaction=False) as pipe:
+            pipe.execute_command("INFO", "server")  # pyright: ignore[reportUnknownMemberType]
+            pipe.execute_command("INFO", "memory")  # pyright: ignore[reportUnknownMemberType]
+            for script in SCRIPTS:
+                pipe.execute_command("SCRIPT", "LOAD", script.source)  # pyright: ignore[reportUnknownMemberType]
+            server, memory, *_ = await pipe.execute()  # pyright: ignore[reportUnknownMemberType]
+    version = _field(server, "redis_version")
+    try:
+        numbers = tuple(int(p) for p in version.split(".")[:2])
+    except ValueError:
+        numbers = MIN_VERSION
+    if numbers < MIN_VERSION:
+        raise BrokerError(
+            f"Redis at {redact_url(url)} is version {version}; chute-redis needs Redis "
+            f"{'.'.join(map(str, MIN_VERSION))} or later"
+        )
+    policy = _field(memory, "maxmemory_policy")
+    if policy in EVICTING_POLICIES:
+        log.warning(
+            "Redis at %s has maxmemory-policy %s: under memory pressure it evicts keys, "
+            "and an evicted queue key loses its jobs without any error. "
+            "Set maxmemory-policy to noeviction (or a volatile-* policy) for queues.",
+            redact_url(url),
+            policy,
+        )

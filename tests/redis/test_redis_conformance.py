@@ -1,0 +1,17 @@
+"""The whole conformance suite against a real Redis server, in both ack modes."""
+
+from __future__ import annotations
+
+import pytest
+
+from chute.testing import BrokerConformance, BrokerHarness
+
+from _harness import RedisHarness  # pyright: ignore[reportMissingImports]
+
+pytestmark = pytest.mark.redis
+
+
+class TestRedisBroker(BrokerConformance):
+    @pytest.fixture
+    def harness(self, redis_url: str) -> BrokerHarness:
+        return RedisHarness(redis_url)
