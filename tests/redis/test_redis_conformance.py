@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from _harness import RedisHarness  # pyright: ignore[reportMissingImports]
 
 from chute.testing import BrokerConformance, BrokerHarness
-
-from _harness import RedisHarness  # pyright: ignore[reportMissingImports]
 
 pytestmark = pytest.mark.redis
 

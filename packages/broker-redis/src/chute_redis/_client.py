@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from contextlib import contextmanager
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
@@ -86,7 +86,7 @@ def fail(exc: BaseException, url: str, queue: str | None) -> NoReturn:
 
 
 @contextmanager
-def translated(url: str, queue: str | None) -> Iterator[None]:
+def translated(url: str, queue: str | None) -> Generator[None]:
     """Turn redis-py errors raised inside the block into chute's errors."""
     try:
         yield
@@ -99,16 +99,18 @@ async def run_script(
 ) -> Any:
     """``EVALSHA`` the script; on ``NOSCRIPT`` (a flushed or failed-over server) load it
     and call again, which is safe because a script Redis did not know never ran."""
+    call: Any = client.execute_command  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
     try:
-        return await client.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)  # pyright: ignore[reportUnknownMemberType]
+        return await call("EVALSHA", script.sha, len(keys), *keys, *args)
     except rex.NoScriptError:
-        await client.execute_command("SCRIPT", "LOAD", script.source)  # pyright: ignore[reportUnknownMemberType]
-        return await client.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)  # pyright: ignore[reportUnknownMemberType]
+        await call("SCRIPT", "LOAD", script.source)
+        return await call("EVALSHA", script.sha, len(keys), *keys, *args)
 
 
 def _field(info: Any, name: str) -> str:
-    value = info.get(name, "") if isinstance(info, dict) else ""
-    return str(value)  # pyright: ignore[reportUnknownArgumentType]
+    if not isinstance(info, dict):
+        return ""
+    return str(cast(dict[str, Any], info).get(name, ""))
 
 
 async def check_server(client: aioredis.Redis, url: str) -> None:

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import anyio.lowlevel
 import redis.exceptions as rex
 
 from chute.broker import Ack
@@ -54,7 +55,7 @@ class Signal:
             self._event.set()
             self._event = None
 
-    async def wait(self, timeout: float = math.inf) -> None:  # noqa: ASYNC109
+    async def wait(self, timeout: float = math.inf) -> None:
         if timeout <= 0:
             return
         if self._event is None:
@@ -122,7 +123,7 @@ class Consumer:
                     await self.kick.wait(self.due - time.monotonic() if free else math.inf)
                     continue
                 # Let settlements made in this same tick join the round trip.
-                await anyio.sleep(0)
+                await anyio.lowlevel.checkpoint()
                 try:
                     with anyio.CancelScope(shield=True):
                         await self._round_trip()
@@ -197,7 +198,8 @@ class Consumer:
                 await pubsub.subscribe(self.keys.channel)  # pyright: ignore[reportUnknownMemberType]
                 unanswered = 0
                 while True:
-                    message = await pubsub.get_message(timeout=PING_EVERY)  # pyright: ignore[reportUnknownMemberType]
+                    get: Any = pubsub.get_message  # pyright: ignore[reportUnknownMemberType]
+                    message: object = await get(timeout=PING_EVERY)
                     if message is None:
                         if unanswered:
                             raise rex.ConnectionError("no answer to PING on the wake-up link")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Self
@@ -127,7 +127,8 @@ class RedisBroker:
         tb: TracebackType | None,
     ) -> None:
         """Send every queued settlement, then close the connections."""
-        client, errors = self._client, []
+        client = self._client
+        errors: list[BrokerError] = []
         if client is None:
             return
         with anyio.CancelScope(shield=True):
@@ -175,7 +176,7 @@ class RedisBroker:
     @asynccontextmanager
     async def consume(
         self, queue: str, *, ack: Ack, prefetch: int, lease: float
-    ) -> AsyncIterator[AsyncIterator[RedisDelivery]]:
+    ) -> AsyncGenerator[AsyncIterator[RedisDelivery]]:
         """Receive from ``queue``; see :meth:`chute.broker.Broker.consume`.
 
         One script call per round trip settles what was queued and claims up to the free
