@@ -65,7 +65,9 @@ class JobInfo:
     headers: Mapping[str, str] = field(default_factory=dict[str, str])
 
 
-_current: contextvars.ContextVar[JobInfo] = contextvars.ContextVar("chute_current_job")
+# What the worker sets per job; a JobInfo is only built when a task asks for it.
+_Raw = tuple[str, str, str, int, int, float, Mapping[str, str]]
+_current: contextvars.ContextVar[_Raw] = contextvars.ContextVar("chute_current_job")
 
 
 def current_job() -> JobInfo:
@@ -75,14 +77,25 @@ def current_job() -> JobInfo:
         LookupError: called outside a task run by a worker.
     """
     try:
-        return _current.get()
+        raw = _current.get()
     except LookupError:
         raise LookupError("current_job() is only available inside a task run by a worker") from None
+    return JobInfo(*raw)
 
 
-def set_current_job(info: JobInfo) -> contextvars.Token[JobInfo]:
-    return _current.set(info)
+def set_current_job(
+    id: str,
+    task: str,
+    queue: str,
+    attempt: int,
+    max_attempts: int,
+    enqueued_at: float,
+    headers: Mapping[str, str],
+) -> contextvars.Token[_Raw]:
+    """Called by the worker around each job."""
+    return _current.set((id, task, queue, attempt, max_attempts, enqueued_at, headers))
 
 
-def reset_current_job(token: contextvars.Token[JobInfo]) -> None:
+def reset_current_job(token: contextvars.Token[_Raw]) -> None:
+    """Called by the worker after each job."""
     _current.reset(token)

@@ -21,7 +21,7 @@ from chute import dead
 from chute.app import App
 from chute.broker import Broker, Delivery, Outgoing, dead_queue
 from chute.errors import ArgumentError, DecodeError
-from chute.job import JobInfo, reset_current_job, set_current_job
+from chute.job import reset_current_job, set_current_job
 from chute.message import Envelope, decode_envelope, encode_envelope
 from chute.resources import Resources
 from chute.signals import Retry
@@ -123,16 +123,15 @@ class Executor:
         args, kwargs = codec.call_args(params)
         if codec.injected:
             kwargs = {**kwargs, **self.resources.values_for(codec.injected)}
-        info = JobInfo(
-            id=envelope.id,
-            task=task.name,
-            queue=queue,
-            attempt=delivery.attempt,
-            max_attempts=task.opts.max_attempts,
-            enqueued_at=envelope.enqueued_at,
-            headers=envelope.headers,
+        token = set_current_job(
+            envelope.id,
+            task.name,
+            queue,
+            delivery.attempt,
+            task.opts.max_attempts,
+            envelope.enqueued_at,
+            envelope.headers,
         )
-        token = set_current_job(info)
         try:
             await self._call(task, args, kwargs)
         except anyio.get_cancelled_exc_class():

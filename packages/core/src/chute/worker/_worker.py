@@ -10,7 +10,7 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 import anyio
-import anyio.abc
+import anyio.lowlevel
 
 from chute._waker import Waker
 from chute.app import App
@@ -67,7 +67,7 @@ class Worker:
         self._stop: anyio.Event | None = None
         self._stopping = False
         self._waiting: deque[tuple[str, Delivery]] = deque()
-        self._arrived = Waker()
+        self._idle_runners: deque[anyio.Event] = deque()
         self._running = 0
         self._idle = Waker()
 
@@ -142,7 +142,7 @@ class Worker:
         self, broker: Broker, executor: Executor, leases: Leases, shortest: float
     ) -> None:
         assert self._stop is not None
-        async with AsyncExitStack() as consumers, anyio.create_task_group() as jobs:
+        async with AsyncExitStack() as consumers, anyio.create_task_group() as runners:
             streams = [
                 (
                     queue,
@@ -157,18 +157,23 @@ class Worker:
                 )
                 for queue in self.queues
             ]
+            # A fixed pool of runners, one per unit of concurrency: cheaper than a task per job.
+            for _ in range(self.concurrency):
+                runners.start_soon(self._runner, executor)
             heartbeat = anyio.CancelScope()
             async with anyio.create_task_group() as intake:
                 for queue, stream in streams:
                     intake.start_soon(self._pull, queue, stream, leases)
-                intake.start_soon(self._dispatch, jobs, executor)
                 intake.start_soon(leases.run, shortest)
                 if self.burst:
                     intake.start_soon(self._watch_drained, broker)
                 await self._stop.wait()
                 # Stop taking jobs, but keep the heartbeat beating for the jobs still held.
                 intake.cancel_scope.cancel()
-                jobs.start_soon(self._beat, leases, shortest, heartbeat)
+                runners.start_soon(self._beat, leases, shortest, heartbeat)
+            self._stopping = True
+            for idle in self._idle_runners:
+                idle.set()
             await self._release_waiting(executor)
             with anyio.move_on_after(self.grace):
                 while self._running:
@@ -180,7 +185,7 @@ class Worker:
                     self._running,
                     self.grace,
                 )
-            jobs.cancel_scope.cancel()
+            runners.cancel_scope.cancel()
             heartbeat.cancel()
 
     async def _beat(self, leases: Leases, shortest: float, scope: anyio.CancelScope) -> None:
@@ -193,31 +198,32 @@ class Worker:
             if track:
                 leases.track(delivery)
             self._waiting.append((queue, delivery))
-            self._arrived.notify()
+            if self._idle_runners:
+                self._idle_runners.popleft().set()
 
-    async def _dispatch(self, jobs: anyio.abc.TaskGroup, executor: Executor) -> None:
-        while True:
-            while self._running >= self.concurrency or not self._waiting:
-                if self._waiting:
-                    await self._idle.wait()
-                else:
-                    await self._arrived.wait()
-            queue, delivery = self._waiting.popleft()
+    async def _runner(self, executor: Executor) -> None:
+        waiting = self._waiting
+        while not self._stopping:
+            if not waiting:
+                idle = anyio.Event()
+                self._idle_runners.append(idle)
+                await idle.wait()
+                continue
+            queue, delivery = waiting.popleft()
             self._running += 1
-            jobs.start_soon(self._run_one, executor, queue, delivery)
-
-    async def _run_one(self, executor: Executor, queue: str, delivery: Delivery) -> None:
-        try:
-            await executor.run(queue, delivery)
-        except anyio.get_cancelled_exc_class():
-            raise
-        except Exception:
-            # Settling failed (the broker is unreachable, say). The lease will lapse and the
-            # job come back; the worker carries on.
-            log.exception("could not settle message %s from queue %s", delivery.id, queue)
-        finally:
-            self._running -= 1
-            self._idle.notify()
+            try:
+                await executor.run(queue, delivery)
+            except anyio.get_cancelled_exc_class():
+                raise
+            except Exception:
+                # Settling failed (the broker is unreachable, say). The lease will lapse and
+                # the job come back; the worker carries on.
+                log.exception("could not settle message %s from queue %s", delivery.id, queue)
+            finally:
+                self._running -= 1
+                self._idle.notify()
+            # A job that never awaited must not starve the rest of the worker.
+            await anyio.lowlevel.checkpoint()
 
     async def _release_waiting(self, executor: Executor) -> None:
         with anyio.CancelScope(shield=True):
