@@ -181,5 +181,5 @@ class ArgumentCodec:
         """Positional and keyword arguments to call the function with."""
         if self._by_keyword:
             return (), params
-        bound = inspect.BoundArguments(self.signature, params)  # pyright: ignore[reportArgumentType]
+        bound = inspect.BoundArguments(self.signature, params)
         return bound.args, bound.kwargs

@@ -18,7 +18,7 @@ import msgspec
 
 from chute.backoff import Backoff
 from chute.broker import Ack, Broker, Outgoing
-from chute.errors import ConfigurationError, MessageTooLarge, UnknownTaskError
+from chute.errors import ConfigurationError, EnqueueError, MessageTooLarge, UnknownTaskError
 from chute.job import Job
 from chute.message import EMPTY, Envelope, encode_envelope
 from chute.plugins import DEFAULT_BROKER_URL, broker_from_url, redact_url
@@ -262,6 +262,11 @@ class App:
         for call in calls:
             delay = call.options.delay
             not_before = None
+            if delay > 0 and caps.max_delay == 0:
+                raise EnqueueError(
+                    f"task {call.task!r}: {self.describe_broker()} cannot hold delayed messages "
+                    "(its max_delay is 0); use a broker with delays for delay= and at="
+                )
             if delay > 0 and caps.max_delay is not None and delay > caps.max_delay:
                 not_before = now + delay
                 delay = caps.max_delay

@@ -60,7 +60,7 @@ def _run(app_path: str, work: Callable[[App], Awaitable[T]]) -> T:
         _fail(str(exc))
     except OSError as exc:
         _fail(f"{type(exc).__name__}: {exc}")
-    return result  # type: ignore[no-any-return]
+    return result
 
 
 def _setup_logging(level: str) -> None:
@@ -183,7 +183,7 @@ def enqueue(
         ref = chute_app.task_ref(task)
         if delay:
             ref = ref.options(delay=delay)
-        job = await ref.enqueue(*positional, **keywords)  # pyright: ignore[reportUnknownArgumentType]
+        job = await ref.enqueue(*positional, **keywords)
         return job.id
 
     typer.echo(_run(app_path, work))

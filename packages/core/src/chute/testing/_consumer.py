@@ -38,7 +38,7 @@ def _load(path: str) -> Callable[[str], Broker]:
     obj: Any = importlib.import_module(module)
     for part in attr.split("."):
         obj = getattr(obj, part)
-    return obj  # type: ignore[no-any-return]
+    return obj
 
 
 async def _main(ns: argparse.Namespace) -> None:

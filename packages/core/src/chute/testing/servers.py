@@ -43,7 +43,7 @@ def _docker_available() -> bool:
     if shutil.which("docker") is None and not os.path.exists("/var/run/docker.sock"):
         return False
     try:
-        import docker  # type: ignore[import-not-found]
+        import docker
 
         docker.from_env().ping()  # pyright: ignore[reportUnknownMemberType]
     except Exception:
@@ -93,7 +93,7 @@ def server_url(
         yield default
         return
     if image is not None and port is not None and _docker_available():
-        from testcontainers.core.container import (  # type: ignore[import-not-found]
+        from testcontainers.core.container import (
             DockerContainer,
         )
 
