@@ -156,7 +156,7 @@ class SqliteBroker:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.executescript(_SCHEMA)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise BrokerUnavailable(f"cannot open SQLite broker at {self.path}: {exc}") from exc
         return conn
 
