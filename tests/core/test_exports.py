@@ -17,6 +17,9 @@ MODULES = [
     "chute.worker",
     "chute.plugins",
     "chute.dead",
+    "chute.store",
+    "chute.stores",
+    "chute.results",
 ]
 
 
@@ -41,7 +44,7 @@ def test_everything_public_at_the_top_is_exported() -> None:
     public = {n for n in vars(chute) if n[0].isalpha()}
     submodules = {
         "app", "backoff", "broker", "brokers", "dead", "errors", "job", "message", "plugins",
-        "resources", "signals", "task", "testing", "worker", "cli",
+        "resources", "signals", "task", "testing", "worker", "cli", "results", "store", "stores",
     }  # fmt: skip
     assert public - submodules == set(chute.__all__) - {"__version__"}
 

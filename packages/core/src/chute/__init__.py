@@ -13,12 +13,15 @@ from chute.errors import (
     ConfigurationError,
     DecodeError,
     EnqueueError,
+    JobFailed,
     MessageTooLarge,
     UnknownTaskError,
 )
 from chute.job import Job, JobInfo, current_job
 from chute.resources import use
+from chute.results import JobStatus
 from chute.signals import Retry
+from chute.store import Store
 from chute.task import AsyncTask, Call, SyncTask, Task, TaskOptions, TaskRef
 from chute.worker import Worker
 
@@ -43,11 +46,14 @@ __all__ = [
     "Delivery",
     "EnqueueError",
     "Job",
+    "JobFailed",
     "JobInfo",
+    "JobStatus",
     "MessageTooLarge",
     "Outgoing",
     "QueueStats",
     "Retry",
+    "Store",
     "SyncTask",
     "Task",
     "TaskOptions",

@@ -6,22 +6,27 @@ import atexit
 import inspect
 import os
 import threading
-import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from contextlib import AbstractContextManager
 from types import TracebackType
-from typing import Any, ParamSpec, Protocol, Self, TypeVar, overload
+from typing import Any, ParamSpec, Protocol, Self, TypeVar, cast, overload
 
 import anyio
 import anyio.from_thread
-import msgspec
 
+from chute import _publish
 from chute.backoff import Backoff
-from chute.broker import Ack, Broker, Outgoing
-from chute.errors import ConfigurationError, EnqueueError, MessageTooLarge, UnknownTaskError
+from chute.broker import Ack, Broker
+from chute.errors import ConfigurationError, UnknownTaskError
 from chute.job import Job
-from chute.message import EMPTY, Envelope, encode_envelope
-from chute.plugins import DEFAULT_BROKER_URL, broker_from_url, redact_url
+from chute.plugins import (
+    DEFAULT_BROKER_URL,
+    broker_from_url,
+    redact_url,
+    store_from_url,
+    store_plugin_for,
+)
+from chute.store import Store
 from chute.task import AsyncTask, Call, EnqueueOptions, SyncTask, Task, TaskOptions, TaskRef
 
 __all__ = ["App"]
@@ -29,10 +34,6 @@ __all__ = ["App"]
 P = ParamSpec("P")
 R = TypeVar("R")
 Hook = Callable[[], Awaitable[None] | None]
-
-
-def _raw(data: bytes | None) -> msgspec.Raw:
-    return EMPTY if data is None else msgspec.Raw(data)
 
 
 class _TaskDecorator(Protocol):
@@ -51,12 +52,25 @@ class App:
         broker: a broker URL (``redis://localhost:6379``), a broker instance, or ``None`` for
             ``$CHUTE_BROKER_URL`` and, failing that, the embedded SQLite broker on
             ``./chute.sqlite3``.
+        store: where results, unique-job keys and cron slots live: a store URL, a store
+            instance, or ``None`` for the broker's own store when its package provides one
+            (SQLite, memory, Redis, NATS). Features that need a store fail at configuration
+            time when there is none.
         default_queue: the queue of tasks that do not name one.
+        unique_lock_ttl: the longest a unique-job key stays taken by a job that never
+            finishes (lost by an at-most-once queue, say), in seconds.
 
     The broker connects on first use. ``async with app:`` (or :meth:`close`) disconnects.
     """
 
-    def __init__(self, broker: str | Broker | None = None, *, default_queue: str = "default"):
+    def __init__(
+        self,
+        broker: str | Broker | None = None,
+        *,
+        store: str | Store | None = None,
+        default_queue: str = "default",
+        unique_lock_ttl: float = 86_400.0,
+    ) -> None:
         if broker is None or isinstance(broker, str):
             self.broker_url: str | None = (
                 broker or os.environ.get("CHUTE_BROKER_URL") or DEFAULT_BROKER_URL
@@ -65,7 +79,11 @@ class App:
         else:
             self.broker_url = getattr(broker, "url", None)
             self._broker = broker
+        self.store_url: str | None = store if isinstance(store, str) else None
+        self._store: Store | None = self._resolve_store(store)
+        self._store_connected = False
         self.default_queue = default_queue
+        self.unique_lock_ttl = unique_lock_ttl
         self.tasks: dict[str, Task[..., Any]] = {}
         self.startup_hooks: list[Hook] = []
         self.shutdown_hooks: list[Hook] = []
@@ -75,6 +93,7 @@ class App:
         self._portal_cm: AbstractContextManager[anyio.from_thread.BlockingPortal] | None = None
         self._portal: anyio.from_thread.BlockingPortal | None = None
         self._sync_broker: Broker | None = None
+        self._sync_store: Store | None = None
 
     def __repr__(self) -> str:
         return f"<App broker={self.describe_broker()!r} tasks={sorted(self.tasks)!r}>"
@@ -83,6 +102,57 @@ class App:
     def broker(self) -> Broker:
         """The broker instance (connected on first use)."""
         return self._broker
+
+    def _resolve_store(self, store: str | Store | None) -> Store | None:
+        if isinstance(store, str):
+            return store_from_url(store)
+        if store is not None:
+            return store
+        default = getattr(self._broker, "default_store", None)
+        if callable(default):
+            return cast(Store, default())
+        if self.broker_url and store_plugin_for(self.broker_url):
+            self.store_url = self.broker_url
+            return store_from_url(self.broker_url)
+        return None
+
+    @property
+    def store(self) -> Store | None:
+        """The store, or ``None`` when this app has none."""
+        return self._store
+
+    def require_store(self, feature: str) -> Store:
+        """The store, for ``feature``.
+
+        Raises:
+            ConfigurationError: there is none; the message says how to configure one.
+        """
+        if self._store is None:
+            raise ConfigurationError(
+                f"{feature} needs a store, and the broker {self.describe_broker()} provides "
+                "none; pass one, e.g. App(broker=..., store='redis://localhost:6379')"
+            )
+        return self._store
+
+    async def connect_store(self) -> Store:
+        """Connect the store if needed and return it.
+
+        Raises:
+            ConfigurationError: the app has no store.
+        """
+        store = self.require_store("this")
+        if not self._store_connected:
+            if self._connect_lock is None:
+                self._connect_lock = anyio.Lock()
+            async with self._connect_lock:
+                if not self._store_connected:
+                    await store.__aenter__()
+                    self._store_connected = True
+        return store
+
+    def job(self, job_id: str) -> Job[Any]:
+        """A handle on the job ``job_id``, from any process, for ``status()`` and ``result()``."""
+        return Job(self, job_id, "", "")
 
     def describe_broker(self) -> str:
         """The broker URL without its password, for logs."""
@@ -110,6 +180,7 @@ class App:
         timeout: float | None = None,
         ack: Ack = Ack.ON_COMPLETION,
         lease: float | None = None,
+        keep_result: float | None = None,
     ) -> _TaskDecorator: ...
 
     def task(
@@ -124,6 +195,7 @@ class App:
         timeout: float | None = None,
         ack: Ack = Ack.ON_COMPLETION,
         lease: float | None = None,
+        keep_result: float | None = None,
     ) -> Any:
         """Register a function (``async def`` or plain ``def``) as a task.
 
@@ -144,6 +216,7 @@ class App:
                 timeout=timeout,
                 ack=ack,
                 lease=lease,
+                keep_result=keep_result,
             )
             return self._register(fn, options)
 
@@ -154,6 +227,8 @@ class App:
     def _register(self, fn: Callable[..., Any], options: TaskOptions) -> Task[..., Any]:
         if options.name in self.tasks:
             raise ConfigurationError(f"a task named {options.name!r} is already registered")
+        if options.keep_result is not None:
+            self.require_store(f"task {options.name!r} with keep_result")
         for other in self.tasks.values():
             if other.opts.queue == options.queue and other.opts.ack is not options.ack:
                 raise ConfigurationError(
@@ -241,6 +316,9 @@ class App:
         if self._connected:
             self._connected = False
             await self._broker.__aexit__(None, None, None)
+        if self._store_connected and self._store is not None:
+            self._store_connected = False
+            await self._store.__aexit__(None, None, None)
         self.close_sync()
 
     async def __aenter__(self) -> Self:
@@ -255,48 +333,18 @@ class App:
     ) -> None:
         await self.close()
 
-    def _outgoing(self, calls: Iterable[Call[Any]], broker: Broker) -> dict[str, list[Outgoing]]:
-        caps = broker.capabilities
-        now = time.time()
-        batches: dict[str, list[Outgoing]] = {}
-        for call in calls:
-            delay = call.options.delay
-            not_before = None
-            if delay > 0 and caps.max_delay == 0:
-                raise EnqueueError(
-                    f"task {call.task!r}: {self.describe_broker()} cannot hold delayed messages "
-                    "(its max_delay is 0); use a broker with delays for delay= and at="
-                )
-            if delay > 0 and caps.max_delay is not None and delay > caps.max_delay:
-                not_before = now + delay
-                delay = caps.max_delay
-            envelope = Envelope(
-                id=call.id,
-                task=call.task,
-                queue=call.queue,
-                params=_raw(call.params),
-                args=_raw(call.args),
-                kwargs=_raw(call.kwargs),
-                enqueued_at=now,
-                not_before=not_before,
-                key=call.options.key,
-                headers=dict(call.options.headers) if call.options.headers else {},
-            )
-            body = encode_envelope(envelope)
-            if caps.max_body is not None and len(body) > caps.max_body:
-                raise MessageTooLarge(
-                    f"task {call.task!r}: the job is {len(body)} bytes encoded, but "
-                    f"{self.describe_broker()} accepts at most {caps.max_body} bytes per "
-                    "message; pass a reference (a URL, a database key) instead of the data"
-                )
-            batches.setdefault(call.queue, []).append(Outgoing(body, delay, call.options.key))
-        return batches
-
-    def _jobs(self, calls: list[Call[Any]]) -> list[Job[Any]]:
-        return [Job(self, c.id, c.task, c.queue) for c in calls]
+    def _jobs(self, calls: list[Call[Any]], ids: list[str]) -> list[Job[Any]]:
+        jobs: list[Job[Any]] = []
+        for call, job_id in zip(calls, ids, strict=True):
+            task = self.tasks.get(call.task)
+            returns = task.codec.return_type if task is not None else Any
+            jobs.append(Job(self, job_id, call.task, call.queue, returns))
+        return jobs
 
     async def enqueue_many(self, calls: Iterable[Call[R]]) -> list[Job[R]]:
         """Send prepared jobs (see :meth:`Task.call`), batched per queue.
+
+        A call whose unique key is taken resolves to the job holding it, and is not sent.
 
         Raises:
             MessageTooLarge: a job exceeds the broker's size limit; nothing was sent.
@@ -304,9 +352,8 @@ class App:
         """
         calls = list(calls)
         broker = await self.connect()
-        for queue, batch in self._outgoing(calls, broker).items():
-            await broker.publish(queue, batch)
-        return self._jobs(calls)
+        ids = await _publish.send(self, broker, self.connect_store, calls)
+        return self._jobs(calls, ids)
 
     # -- the sync API -------------------------------------------------------------------
 
@@ -328,16 +375,23 @@ class App:
         calls = list(calls)
         portal = self._sync_portal()
 
-        async def send() -> None:
+        async def send() -> list[str]:
             if self._sync_broker is None:
                 broker = broker_from_url(self.broker_url) if self.broker_url else self._broker
                 await broker.__aenter__()
                 self._sync_broker = broker
-            for queue, batch in self._outgoing(calls, self._sync_broker).items():
-                await self._sync_broker.publish(queue, batch)
+            return await _publish.send(self, self._sync_broker, self._connect_sync_store, calls)
 
-        portal.call(send)
-        return self._jobs(calls)
+        return self._jobs(calls, portal.call(send))
+
+    async def _connect_sync_store(self) -> Store:
+        if self._sync_store is None:
+            store = self.require_store("this")
+            if self.store_url is not None:
+                store = store_from_url(self.store_url)
+            await store.__aenter__()
+            self._sync_store = store
+        return self._sync_store
 
     def close_sync(self) -> None:
         """Flush and close the sync API's connection and thread, if they were started."""
@@ -349,5 +403,8 @@ class App:
         broker, self._sync_broker = self._sync_broker, None
         if broker is not None:
             portal.call(broker.__aexit__, None, None, None)
+        store, self._sync_store = self._sync_store, None
+        if store is not None:
+            portal.call(store.__aexit__, None, None, None)
         cm.__exit__(None, None, None)
         atexit.unregister(self.close_sync)

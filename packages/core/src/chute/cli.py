@@ -202,6 +202,29 @@ def queues(app_path: AppPath) -> None:
         typer.echo(f"{name:<24} {s.ready:>8} {s.delayed:>8} {s.in_flight:>9} {s.dead:>8}")
 
 
+@app.command()
+def job(app_path: AppPath, job_id: Annotated[str, typer.Argument(help="The job id.")]) -> None:
+    """Show a job's status, and its result or error (tasks with keep_result)."""
+    from chute.results import read_record
+
+    async def work(chute_app: App) -> Any:
+        return await read_record(await chute_app.connect_store(), job_id)
+
+    record = _run(app_path, work)
+    if record is None:
+        typer.echo(f"{job_id}: unknown (no record: its task keeps no results, or it expired)")
+        return
+    typer.echo(f"{job_id}: {record.state} (attempt {record.attempt})")
+    if record.result is not None:
+        import msgspec
+
+        typer.echo(f"result: {msgspec.json.encode(msgspec.msgpack.decode(record.result)).decode()}")
+    if record.error:
+        typer.echo(f"error: {record.error_type}: {record.error}")
+    if record.traceback:
+        typer.echo(record.traceback.rstrip())
+
+
 QueueOpt = Annotated[
     str | None, typer.Option("--queue", "-q", help="The queue; default: every queue.")
 ]

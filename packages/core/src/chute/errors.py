@@ -12,7 +12,8 @@ The tree::
     ├── BrokerError              the broker failed; names the URL (never the password) and queue
     │   ├── BrokerUnavailable    the broker could not be reached
     │   └── BrokerConfigConflict something already on the server disagrees with the settings
-    └── DecodeError              a message body is not a chute envelope (it is dead-lettered)
+    ├── DecodeError              a message body is not a chute envelope (it is dead-lettered)
+    └── JobFailed                a job failed for good; carries the remote error and traceback
 
 Flow-control signals such as :class:`chute.Retry` are not errors and do not inherit from
 :class:`ChuteError`.
@@ -30,6 +31,7 @@ __all__ = [
     "ConfigurationError",
     "DecodeError",
     "EnqueueError",
+    "JobFailed",
     "MessageTooLarge",
     "UnknownTaskError",
 ]
@@ -89,3 +91,24 @@ class BrokerConfigConflict(BrokerError):
 
 class DecodeError(ChuteError):
     """A message body is not a valid chute envelope."""
+
+
+class JobFailed(ChuteError):
+    """A job failed for good (it is in the dead-letter queue), seen from ``job.result()``.
+
+    Attributes:
+        job_id: the job's id.
+        remote_type: the name of the exception the task raised (``"TimeoutError"`` for a run
+            that timed out).
+        remote_message: its message.
+        remote_traceback: the traceback text from the worker.
+    """
+
+    def __init__(
+        self, job_id: str, remote_type: str, remote_message: str, remote_traceback: str
+    ) -> None:
+        super().__init__(f"job {job_id} failed: {remote_type}: {remote_message}")
+        self.job_id = job_id
+        self.remote_type = remote_type
+        self.remote_message = remote_message
+        self.remote_traceback = remote_traceback

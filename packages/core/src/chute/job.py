@@ -5,7 +5,10 @@ from __future__ import annotations
 import contextvars
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from chute.errors import ConfigurationError
+from chute.results import JobStatus, read_result, read_status
 
 if TYPE_CHECKING:
     from chute.app import App
@@ -24,13 +27,43 @@ class Job(Generic[R]):
         queue: the queue it went to.
     """
 
-    __slots__ = ("_app", "id", "queue", "task")
+    __slots__ = ("_app", "_return_type", "id", "queue", "task")
 
-    def __init__(self, app: App, id: str, task: str, queue: str) -> None:
+    def __init__(self, app: App, id: str, task: str, queue: str, return_type: Any = Any) -> None:
         self._app = app
+        self._return_type = return_type
         self.id = id
         self.task = task
         self.queue = queue
+
+    async def status(self) -> JobStatus:
+        """Where the job is: queued, running, succeeded, failed (retrying), dead, or unknown.
+
+        Known only for tasks with ``keep_result``; other jobs read as ``UNKNOWN``.
+
+        Raises:
+            ConfigurationError: the app has no store.
+        """
+        return await read_status(await self._app.connect_store(), self.id)
+
+    async def result(self, timeout: float | None = None) -> R:
+        """Wait for the job to finish and return what the task returned.
+
+        The value is decoded as the task's return annotation. Needs ``keep_result`` on the task.
+
+        Raises:
+            TimeoutError: it did not finish within ``timeout`` seconds.
+            JobFailed: it failed for good; carries the remote type, message and traceback.
+            ConfigurationError: the app has no store.
+        """
+        task = self._app.tasks.get(self.task)
+        if task is not None and task.opts.keep_result is None:
+            raise ConfigurationError(
+                f"task {self.task!r} keeps no results; register it with keep_result=SECONDS"
+            )
+        store = await self._app.connect_store()
+        value: R = await read_result(store, self.id, self._return_type, timeout)
+        return value
 
     def __repr__(self) -> str:
         return f"Job(id={self.id!r}, task={self.task!r}, queue={self.queue!r})"

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from chute.broker import Broker
 from chute.errors import BrokerNotInstalled, ConfigurationError
+from chute.store import Store
 
 __all__ = [
     "BROKER_GROUP",
@@ -26,6 +27,8 @@ __all__ = [
     "broker_from_url",
     "installed_brokers",
     "redact_url",
+    "store_from_url",
+    "store_plugin_for",
 ]
 
 BROKER_GROUP = "chute.brokers"
@@ -116,3 +119,27 @@ def broker_from_url(url: str | None = None, **options: Any) -> Broker:
         )
     factory = cast(Callable[..., Broker], found[0].load())
     return factory(url, **options)
+
+
+def store_plugin_for(url: str) -> bool:
+    """Whether an installed plugin provides a store for ``url``'s scheme."""
+    scheme = urlsplit(url).scheme.lower()
+    return bool(list(importlib.metadata.entry_points(group=STORE_GROUP, name=scheme)))
+
+
+def store_from_url(url: str) -> Store:
+    """Build a store from a URL through the plugin registered for its scheme.
+
+    Raises:
+        ConfigurationError: no installed plugin provides a store for that scheme.
+    """
+    scheme = urlsplit(url).scheme.lower()
+    found = list(importlib.metadata.entry_points(group=STORE_GROUP, name=scheme))
+    if not found:
+        known = sorted(ep.name for ep in importlib.metadata.entry_points(group=STORE_GROUP))
+        raise ConfigurationError(
+            f"no store plugin for {scheme}:// URLs is installed (stores: {', '.join(known)}); "
+            "pass store= the URL of one of those, e.g. App(broker=..., store='redis://...')"
+        )
+    factory = cast(Callable[[str], Store], found[0].load())
+    return factory(url)

@@ -46,6 +46,9 @@ class TaskOptions:
         lease: the lease each run holds, in seconds; ``None`` for the worker's ``--lease``.
             The worker extends it while the task runs, so it only bounds how soon a crashed
             worker's job comes back.
+        keep_result: seconds to keep each job's state and return value in the app's store,
+            for ``job.status()`` and ``job.result()``; ``None`` (the default) keeps nothing and
+            costs no store writes.
     """
 
     name: str
@@ -55,6 +58,7 @@ class TaskOptions:
     timeout: float | None = None
     ack: Ack = Ack.ON_COMPLETION
     lease: float | None = None
+    keep_result: float | None = None
 
     def __post_init__(self) -> None:
         where = f"task {self.name!r}"
@@ -64,6 +68,8 @@ class TaskOptions:
             raise ConfigurationError(f"{where}: timeout must be > 0 seconds or None")
         if self.lease is not None and not self.lease > 0:
             raise ConfigurationError(f"{where}: lease must be > 0 seconds or None")
+        if self.keep_result is not None and not self.keep_result > 0:
+            raise ConfigurationError(f"{where}: keep_result must be > 0 seconds or None")
         if not self.queue or self.queue.endswith(".dead"):
             raise ConfigurationError(f"{where}: queue {self.queue!r} is not a usable name")
 
@@ -75,13 +81,17 @@ class EnqueueOptions:
     Attributes:
         delay: seconds before the job may start.
         at: the moment before which the job may not start (timezone-aware).
-        key: an idempotency key, passed to brokers that deduplicate natively.
+        key: the unique-job key: while a job with this key is queued or running, enqueueing
+            the same key returns that job instead of a new one. Brokers that deduplicate
+            natively receive it too.
+        key_ttl: seconds the key stays taken after the job finishes; ``None`` frees it at once.
         queue: a queue other than the task's own.
         headers: text metadata carried in the envelope.
     """
 
     delay: float = 0.0
     key: str | None = None
+    key_ttl: float | None = None
     queue: str | None = None
     headers: Mapping[str, str] | None = None
 
@@ -181,6 +191,7 @@ class _Enqueuer(Generic[P, R]):
         delay: float | timedelta | None = None,
         at: datetime | None = None,
         key: str | None = None,
+        key_ttl: float | None = None,
         queue: str | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> Bound[P, R]:
@@ -189,17 +200,24 @@ class _Enqueuer(Generic[P, R]):
         Args:
             delay: seconds (or a ``timedelta``) before the job may start.
             at: an aware ``datetime`` before which the job may not start.
-            key: an idempotency key for brokers that deduplicate natively.
+            key: a unique-job key: while a job with this key is queued or running, enqueueing
+                the same key again returns the existing job. Needs a store.
+            key_ttl: seconds the key stays taken after the job finishes (default: freed).
             queue: send to this queue instead of the task's own.
             headers: text metadata carried with the job.
         """
         current = self._options
+        if key is not None:
+            self._app.require_store(f"unique jobs (key={key!r})")
+        if key_ttl is not None and not key_ttl > 0:
+            raise ConfigurationError(f"key_ttl must be > 0 seconds, got {key_ttl!r}")
         new = replace(
             current,
             delay=_delay_seconds(delay, at)
             if (delay is not None or at is not None)
             else current.delay,
             key=key if key is not None else current.key,
+            key_ttl=key_ttl if key_ttl is not None else current.key_ttl,
             queue=queue if queue is not None else current.queue,
             headers={**(current.headers or {}), **headers} if headers else current.headers,
         )

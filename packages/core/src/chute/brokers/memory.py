@@ -19,6 +19,7 @@ from typing import Self
 
 from chute._waker import Waker
 from chute.broker import Ack, Capabilities, Outgoing, QueueStats, dead_queue
+from chute.stores.memory import MemoryStore
 
 __all__ = ["MemoryBroker"]
 
@@ -85,6 +86,13 @@ class MemoryBroker:
         self._queues: dict[str, _Queue] = {}
         self._ids = itertools.count(1)
         self._tokens = itertools.count(1)
+        self._store: MemoryStore | None = None
+
+    def default_store(self) -> MemoryStore:
+        """The store that lives beside this broker, for results, unique keys and cron."""
+        if self._store is None:
+            self._store = MemoryStore()
+        return self._store
 
     @property
     def capabilities(self) -> Capabilities:

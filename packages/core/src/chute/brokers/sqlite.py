@@ -14,7 +14,6 @@ import functools
 import itertools
 import secrets
 import sqlite3
-import threading
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -23,11 +22,11 @@ from types import TracebackType
 from typing import Any, ClassVar, Self, TypeVar
 
 import anyio
-import anyio.to_thread
 
+from chute._sqlite import SqliteFile, path_from_url
 from chute._waker import Waker
 from chute.broker import Ack, Capabilities, Outgoing, QueueStats, dead_queue
-from chute.errors import BrokerError, BrokerUnavailable
+from chute.stores.sqlite import SqliteStore
 
 __all__ = ["SqliteBroker"]
 
@@ -82,16 +81,6 @@ _POLL_MIN = 0.002
 _POLL_MAX = 0.05
 
 
-def _path_from_url(url: str) -> Path:
-    if not url.startswith("sqlite://"):
-        raise ValueError(f"not a sqlite URL: {url!r}")
-    rest = url.removeprefix("sqlite://")
-    # sqlite:///relative/file and sqlite:////absolute/file, as SQLAlchemy spells them.
-    if rest.startswith("/"):
-        rest = rest[1:]
-    return Path(rest or "chute.sqlite3")
-
-
 class SqliteBroker:
     """A broker on a local SQLite file; both ack modes, native delays, leases.
 
@@ -107,11 +96,10 @@ class SqliteBroker:
 
     def __init__(self, url: str | None = None, *, path: str | Path | None = None) -> None:
         if path is None:
-            path = _path_from_url(url or "sqlite:///chute.sqlite3")
+            path = path_from_url(url or "sqlite:///chute.sqlite3")
         self.path = Path(path)
         self.url = url or f"sqlite:///{self.path}"
-        self._conn: sqlite3.Connection | None = None
-        self._lock = threading.Lock()
+        self._file = SqliteFile(self.path, _SCHEMA, "broker")
         self._pending: list[tuple[str, tuple[Any, ...]]] = []
         self._flushing = False
         self._wakers: dict[str, Waker] = {}
@@ -131,8 +119,7 @@ class SqliteBroker:
         return f"SqliteBroker({str(self.path)!r})"
 
     async def __aenter__(self) -> Self:
-        if self._conn is None:
-            self._conn = await anyio.to_thread.run_sync(self._connect)
+        await self._file.open()
         return self
 
     async def __aexit__(
@@ -142,47 +129,14 @@ class SqliteBroker:
         tb: TracebackType | None,
     ) -> None:
         await self._flush()
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            await anyio.to_thread.run_sync(conn.close)
+        await self._file.close()
 
-    def _connect(self) -> sqlite3.Connection:
-        try:
-            if self.path.parent != Path():
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(
-                self.path, timeout=30.0, isolation_level=None, check_same_thread=False
-            )
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.executescript(_SCHEMA)
-        except (sqlite3.Error, OSError) as exc:
-            raise BrokerUnavailable(f"cannot open SQLite broker at {self.path}: {exc}") from exc
-        return conn
+    def default_store(self) -> SqliteStore:
+        """The store that shares this broker's file, for results, unique keys and cron."""
+        return SqliteStore(path=self.path)
 
     async def _run(self, queue: str, fn: Callable[[sqlite3.Connection], _T]) -> _T:
-        """Run ``fn`` in one write transaction, in a worker thread."""
-        conn = self._conn
-        if conn is None:
-            raise BrokerError(f"SQLite broker at {self.path} is not open (use `async with`)")
-
-        def transaction() -> _T:
-            with self._lock:
-                try:
-                    conn.execute("BEGIN IMMEDIATE")
-                    try:
-                        result = fn(conn)
-                    except BaseException:
-                        conn.execute("ROLLBACK")
-                        raise
-                    conn.execute("COMMIT")
-                    return result
-                except sqlite3.Error as exc:
-                    raise BrokerError(
-                        f"SQLite broker at {self.path}, queue {queue!r}: {exc}"
-                    ) from exc
-
-        return await anyio.to_thread.run_sync(transaction)
+        return await self._file.run(f"queue {queue!r}", fn)
 
     def _waker(self, queue: str) -> Waker:
         waker = self._wakers.get(queue)
@@ -214,7 +168,7 @@ class SqliteBroker:
 
     async def _flush(self) -> None:
         """Write pending settlements. Concurrent callers coalesce into one transaction."""
-        if self._flushing or self._conn is None:
+        if self._flushing or not self._file.is_open:
             return
         self._flushing = True
         try:

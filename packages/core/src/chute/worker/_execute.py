@@ -25,7 +25,9 @@ from chute.job import reset_current_job, set_current_job
 from chute.message import Envelope, decode_envelope, encode_envelope
 from chute.resources import Resources
 from chute.signals import Retry
+from chute.store import Store
 from chute.task import AsyncTask, Task
+from chute.worker._bookkeeping import Bookkeeping
 from chute.worker._leases import Leases
 
 log = logging.getLogger("chute.worker")
@@ -55,12 +57,14 @@ class Executor:
         resources: Resources,
         leases: Leases,
         threads: anyio.CapacityLimiter,
+        store: Store | None = None,
     ) -> None:
         self.app = app
         self.broker = broker
         self.resources = resources
         self.leases = leases
         self.threads = threads
+        self.books = Bookkeeping(store)
         self.counts = Counts()
 
     async def run(self, queue: str, delivery: Delivery) -> None:
@@ -95,7 +99,7 @@ class Executor:
                 f"delivered {delivery.attempt} times, but max_attempts is "
                 f"{task.opts.max_attempts}: earlier attempts never finished (worker killed?)"
             )
-            await self._dead(queue, delivery, envelope, dead.LOST, error=error)
+            await self._dead(queue, delivery, envelope, dead.LOST, error=error, task=task)
             return
         try:
             codec = task.codec
@@ -104,7 +108,9 @@ class Executor:
             else:
                 params = codec.decode_loose(envelope.args, envelope.kwargs)
         except ArgumentError as exc:
-            await self._dead(queue, delivery, envelope, dead.BAD_ARGUMENTS, error=str(exc))
+            await self._dead(
+                queue, delivery, envelope, dead.BAD_ARGUMENTS, error=str(exc), task=task
+            )
             return
         if task.opts.lease is not None:
             self.leases.set_lease(delivery, task.opts.lease)
@@ -132,8 +138,9 @@ class Executor:
             envelope.enqueued_at,
             envelope.headers,
         )
+        await self.books.started(envelope, task, delivery.attempt)
         try:
-            await self._call(task, args, kwargs)
+            value = await self._call(task, args, kwargs)
         except anyio.get_cancelled_exc_class():
             raise
         except Retry as signal:
@@ -141,6 +148,7 @@ class Executor:
         except Exception as exc:
             await self._failed(queue, delivery, envelope, task, exc, None)
         else:
+            await self.books.succeeded(envelope, task, delivery.attempt, value)
             await delivery.ack()
             self.counts.succeeded += 1
             log.debug(
@@ -149,24 +157,26 @@ class Executor:
         finally:
             reset_current_job(token)
 
-    async def _call(self, task: Task[..., Any], args: Any, kwargs: dict[str, Any]) -> None:
+    async def _call(self, task: Task[..., Any], args: Any, kwargs: dict[str, Any]) -> Any:
         timeout = task.opts.timeout
+        value: Any = None
         if isinstance(task, AsyncTask):
             fn: Callable[..., Any] = task.fn
             if timeout is None:
-                await fn(*args, **kwargs)
-                return
+                return await fn(*args, **kwargs)
             with anyio.move_on_after(timeout) as scope:
-                await fn(*args, **kwargs)
+                value = await fn(*args, **kwargs)
         else:
             call = functools.partial(task.fn, *args, **kwargs)
             if timeout is None:
-                await anyio.to_thread.run_sync(call, limiter=self.threads)
-                return
+                return await anyio.to_thread.run_sync(call, limiter=self.threads)
             with anyio.move_on_after(timeout) as scope:
-                await anyio.to_thread.run_sync(call, limiter=self.threads, abandon_on_cancel=True)
+                value = await anyio.to_thread.run_sync(
+                    call, limiter=self.threads, abandon_on_cancel=True
+                )
         if scope.cancelled_caught:
             raise _TimedOut(f"timed out after {timeout:g} s")
+        return value
 
     async def _failed(
         self,
@@ -178,6 +188,8 @@ class Executor:
         delay: float | None,
     ) -> None:
         error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, _TimedOut) else str(exc)
+        error_type = "TimeoutError" if isinstance(exc, _TimedOut) else type(exc).__name__
+        text = "".join(traceback.format_exception(exc)) if not isinstance(exc, Retry) else ""
         attempt = delivery.attempt
         if attempt < task.opts.max_attempts:
             wait = task.opts.backoff.delay(attempt) if delay is None else delay
@@ -190,10 +202,10 @@ class Executor:
                 error,
                 wait,
             )
+            await self.books.retrying(envelope, task, attempt, exc, text)
             await delivery.retry(wait)
             self.counts.retried += 1
             return
-        text = "".join(traceback.format_exception(exc)) if not isinstance(exc, Retry) else ""
         log.error(
             "task %s job %s failed on its last attempt (%d/%d): %s; moved to %s",
             task.name,
@@ -203,7 +215,10 @@ class Executor:
             error,
             dead_queue(queue),
         )
-        await self._dead(queue, delivery, envelope, dead.FAILED, error=error, tb=text)
+        await self._dead(
+            queue, delivery, envelope, dead.FAILED, error=error, tb=text, task=task,
+            error_type=error_type, message=str(exc) if error_type != "TimeoutError" else error,
+        )  # fmt: skip
 
     async def _dead(
         self,
@@ -214,6 +229,9 @@ class Executor:
         *,
         error: str,
         tb: str | None = None,
+        task: Task[..., Any] | None = None,
+        error_type: str = "",
+        message: str | None = None,
     ) -> None:
         if reason != dead.FAILED:
             log.error(
@@ -234,6 +252,10 @@ class Executor:
             traceback=tb,
         )
         await self.broker.publish(dead_queue(queue), [Outgoing(body)])
+        await self.books.dead(
+            envelope, task, delivery.attempt, error_type or reason,
+            error if message is None else message, tb or "",
+        )  # fmt: skip
         await delivery.ack()
         self.counts.dead += 1
 

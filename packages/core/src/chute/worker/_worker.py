@@ -98,7 +98,8 @@ class Worker:
         leases = Leases(self.lease)
         threads = anyio.CapacityLimiter(self.concurrency)
         resources = Resources()
-        executor = Executor(self.app, broker, resources, leases, threads)
+        store = await self.app.connect_store() if self.app.store is not None else None
+        executor = Executor(self.app, broker, resources, leases, threads, store)
         self.counts = executor.counts
         shortest = min(
             [t.opts.lease for t in self.app.tasks.values() if t.opts.lease] or [self.lease]
