@@ -10,6 +10,7 @@ settlement, or the next due time the script reported (a delayed message or a lea
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import secrets
@@ -73,9 +74,10 @@ class Backoff:
     def reset(self) -> None:
         self.failures = 0
 
-    async def pause(self) -> None:
+    async def pause(self, signal: Signal) -> None:
+        """Sleep, or return early when ``signal`` fires."""
         self.failures += 1
-        await anyio.sleep(min(2.0, 0.05 * 2 ** (self.failures - 1)))
+        await signal.wait(min(2.0, 0.05 * 2 ** (self.failures - 1)))
 
 
 class Consumer:
@@ -99,11 +101,38 @@ class Consumer:
         self.idle_at: int | None = None
         self.due = 0.0
         self.running = False
+        self.stopping = False
         self.error: BrokerError | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.pubsub: Any = None
         self._token = secrets.token_hex(6)
         self._claims = 0
 
     # -- the loop -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        # Plain asyncio tasks rather than a task group held open across consume()'s yield:
+        # the caller may then close consumers in any order relative to its own task groups.
+        # redis-py's client runs on asyncio only, so nothing is lost.
+        self.running = True
+        self._tasks = [asyncio.create_task(self.run()), asyncio.create_task(self.listen())]
+
+    async def stop(self) -> None:
+        """Stop the loop after its current round trip, and the listener at once."""
+        self.stopping = True
+        self.kick.notify()
+        listener = self._tasks[1]
+        # redis-py can swallow a cancellation that lands while a read times out; insist.
+        while not listener.done():
+            listener.cancel()
+            await asyncio.wait([listener], timeout=0.05)
+        await asyncio.wait(self._tasks)
+        self.running = False
+        if self.pubsub is not None:
+            await self.pubsub.aclose()
+        for task in self._tasks:
+            if not task.cancelled() and task.exception() is not None:
+                log.error("queue %s: consumer task failed", self.queue, exc_info=task.exception())
 
     def _want(self) -> int:
         free = self.prefetch - self.unsettled
@@ -115,9 +144,8 @@ class Consumer:
 
     async def run(self) -> None:
         backoff = Backoff()
-        self.running = True
         try:
-            while self.error is None:
+            while self.error is None and not self.stopping:
                 if not self._want() and not self.acks and not self.ops:
                     free = self.prefetch > self.unsettled
                     await self.kick.wait(self.due - time.monotonic() if free else math.inf)
@@ -125,21 +153,23 @@ class Consumer:
                 # Let settlements made in this same tick join the round trip.
                 await anyio.lowlevel.checkpoint()
                 try:
-                    with anyio.CancelScope(shield=True):
-                        await self._round_trip()
+                    await self._round_trip()
                     backoff.reset()
                 except _RETRYABLE as exc:
                     if backoff.failures == 0:
                         log.warning("queue %s: lost Redis (%s); reconnecting", self.queue, exc)
-                    await backoff.pause()
+                    await backoff.pause(self.kick)
                 except rex.RedisError as exc:
                     try:
                         fail(exc, self.broker.url, self.queue)
                     except BrokerError as err:
                         self.error = err
-                    self.arrived.notify()
+        except BaseException as exc:
+            if self.error is None:
+                self.error = BrokerError(f"queue {self.queue!r}: consumer stopped: {exc!r}")
+            raise
         finally:
-            self.running = False
+            self.arrived.notify()
 
     async def _round_trip(self) -> None:
         want = self._want()
@@ -193,7 +223,7 @@ class Consumer:
         """Count wake-up messages; (re)subscribing counts as one, so nothing is missed."""
         backoff = Backoff()
         while True:
-            pubsub = self.broker.client.pubsub()  # pyright: ignore[reportUnknownMemberType]
+            self.pubsub = pubsub = self.broker.client.pubsub()  # pyright: ignore[reportUnknownMemberType]
             try:
                 await pubsub.subscribe(self.keys.channel)  # pyright: ignore[reportUnknownMemberType]
                 unanswered = 0
@@ -213,10 +243,8 @@ class Consumer:
             except _RETRYABLE as exc:
                 if backoff.failures == 0:
                     log.warning("queue %s: wake-up link lost (%s); reconnecting", self.queue, exc)
-                await backoff.pause()
-            finally:
-                with anyio.CancelScope(shield=True):
-                    await pubsub.aclose()  # pyright: ignore[reportUnknownMemberType]
+                await pubsub.aclose()  # pyright: ignore[reportUnknownMemberType]
+                await backoff.pause(Signal())
 
     # -- what the caller sees -------------------------------------------------------------
 
@@ -225,6 +253,8 @@ class Consumer:
             while not self.buffer:
                 if self.error is not None:
                     raise self.error
+                if not self.running:
+                    raise BrokerError(f"queue {self.queue!r}: the consumer is closed")
                 await self.arrived.wait()
             yield self.buffer.popleft()
 

@@ -185,17 +185,13 @@ class RedisBroker:
         consumer = Consumer(self, queue, ack, prefetch, lease)
         self.client  # noqa: B018 - fail now, not in the background, when not connected
         self._consumers.add(consumer)
+        consumer.start()
         try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(consumer.listen)
-                tg.start_soon(consumer.run)
-                try:
-                    yield consumer.deliveries()
-                finally:
-                    tg.cancel_scope.cancel()
+            yield consumer.deliveries()
         finally:
             self._consumers.discard(consumer)
             with anyio.CancelScope(shield=True):
+                await consumer.stop()
                 await consumer.close()
 
     async def stats(self, queue: str) -> QueueStats:
