@@ -126,7 +126,7 @@ async def check_server(client: aioredis.Redis, url: str) -> None:
             pipe.execute_command("INFO", "memory")  # pyright: ignore[reportUnknownMemberType]
             for script in SCRIPTS:
                 pipe.execute_command("SCRIPT", "LOAD", script.source)  # pyright: ignore[reportUnknownMemberType]
-            server, memory, *_ = await pipe.execute()  # pyright: ignore[reportUnknownMemberType]
+            server, memory, *_ = await pipe.execute()
     version = _field(server, "redis_version")
     try:
         numbers = tuple(int(p) for p in version.split(".")[:2])

@@ -225,10 +225,10 @@ class Consumer:
         while True:
             self.pubsub = pubsub = self.broker.client.pubsub()  # pyright: ignore[reportUnknownMemberType]
             try:
-                await pubsub.subscribe(self.keys.channel)  # pyright: ignore[reportUnknownMemberType]
+                await pubsub.subscribe(self.keys.channel)
                 unanswered = 0
                 while True:
-                    get: Any = pubsub.get_message  # pyright: ignore[reportUnknownMemberType]
+                    get: Any = pubsub.get_message
                     message: object = await get(timeout=PING_EVERY)
                     if message is None:
                         if unanswered:
@@ -243,7 +243,7 @@ class Consumer:
             except _RETRYABLE as exc:
                 if backoff.failures == 0:
                     log.warning("queue %s: wake-up link lost (%s); reconnecting", self.queue, exc)
-                await pubsub.aclose()  # pyright: ignore[reportUnknownMemberType]
+                await pubsub.aclose()
                 await backoff.pause(Signal())
 
     # -- what the caller sees -------------------------------------------------------------

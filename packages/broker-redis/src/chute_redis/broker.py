@@ -202,10 +202,10 @@ class RedisBroker:
                 client, STATS, [k.ready, k.delayed, k.leased], []
             )
             async with client.pipeline(transaction=False) as pipe:
-                pipe.llen(d.ready)  # pyright: ignore[reportUnknownMemberType]
-                pipe.zcard(d.delayed)  # pyright: ignore[reportUnknownMemberType]
-                pipe.zcard(d.leased)  # pyright: ignore[reportUnknownMemberType]
-                dead: list[int] = await pipe.execute()  # pyright: ignore[reportUnknownMemberType]
+                pipe.llen(d.ready)
+                pipe.zcard(d.delayed)
+                pipe.zcard(d.leased)
+                dead: list[int] = await pipe.execute()
         return QueueStats(int(ready), int(delayed), int(in_flight), sum(dead))
 
     async def purge(self, queue: str) -> int:
