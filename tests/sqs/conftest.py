@@ -15,8 +15,10 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import suppress
 from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pytest
+from _sqs_proxy import CuttableProxy
 
 from chute.testing.servers import reachable
 from chute_sqs import SqsBroker
@@ -106,3 +108,21 @@ async def _delete_queues(url: str, queues: list[str]) -> None:
             if found is not None:
                 with suppress(Exception):
                     await client.call(queue, "delete_queue", QueueUrl=found)
+
+
+@pytest.fixture(scope="session")
+def sqs_proxy(sqs_url: str) -> Iterator[tuple[str, CuttableProxy] | None]:
+    """``(url, proxy)``: the endpoint behind a proxy that can cut connections; ``None`` when
+    the endpoint is not plain HTTP on this machine."""
+    parts = urlsplit(sqs_url)
+    query = dict(parse_qsl(parts.query))
+    endpoint = urlsplit(query.get("endpoint", ""))
+    if endpoint.scheme != "http" or endpoint.hostname not in ("127.0.0.1", "localhost"):
+        yield None
+        return
+    proxy = CuttableProxy((endpoint.hostname, endpoint.port or 80))
+    query["endpoint"] = f"http://127.0.0.1:{proxy.port}"
+    try:
+        yield urlunsplit(parts._replace(query=urlencode(query, safe=":/"))), proxy
+    finally:
+        proxy.close()

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, NoReturn
 
 import aioboto3  # pyright: ignore[reportMissingTypeStubs]
+import aiohttp
 import anyio
 from aiobotocore.config import AioConfig  # pyright: ignore[reportMissingTypeStubs]
 from botocore.exceptions import (  # pyright: ignore[reportMissingTypeStubs]
@@ -122,7 +123,7 @@ class SqsClient:
             if code in _STALE and op in ("change_message_visibility",):
                 raise StaleReceipt(code) from exc
             self._fail(exc, queue, op)
-        except (BotoCoreError, OSError) as exc:
+        except (BotoCoreError, aiohttp.ClientError, OSError) as exc:
             self._fail(exc, queue, op)
 
     # Queues

@@ -9,8 +9,11 @@ once delivery requires.
 
 ``release`` must give a message back without raising ``attempt``, but SQS raises its receive
 count on every receive. So the broker sends a copy carrying a ``chute-base`` one lower and
-deletes the original (FIFO queues, where a copy would lose its place, make the message
-visible again instead, and its attempt grows by one).
+deletes the original. ``retry`` sends a copy too, delayed, with ``chute-base`` equal to the
+attempt: the copy waits as a delayed message (``stats`` counts it so, and no 12-hour ceiling
+applies), where a visibility change would leave it looking like a message in flight. FIFO
+queues, where a copy would lose its place in the group, change the visibility instead (so
+there a released message's attempt grows by one).
 """
 
 from __future__ import annotations
@@ -274,17 +277,17 @@ class SqsDelivery:
         if not self.settle():
             return
         consumer = self.consumer
-        seconds = whole_seconds(delay)
-        if consumer.ack is Ack.ON_COMPLETION:
-            if not self.live():
-                return
-            ceiling = int(self._ceiling())
-            if seconds <= ceiling or consumer.fifo:
-                if seconds > ceiling:
-                    log.warning("queue %r: retry delay %.0f s cut to SQS's 12-hour ceiling",
-                                consumer.queue, delay)  # fmt: skip
-                await self.change_visibility(min(seconds, max(ceiling, 0)))
-                return
+        if consumer.ack is Ack.ON_COMPLETION and not self.live():
+            return
+        if consumer.fifo:
+            # A copy would lose the message's place in its group: keep it invisible instead.
+            seconds = whole_seconds(delay)
+            ceiling = max(int(self._ceiling()), 0)
+            if seconds > ceiling:
+                log.warning("queue %r: retry delay %.0f s cut to SQS's 12-hour ceiling",
+                            consumer.queue, delay)  # fmt: skip
+            await self.change_visibility(min(seconds, ceiling))
+            return
         await self._send_copy(base=self.attempt, delay=delay)
 
     async def postpone(self, due: float) -> None:
