@@ -44,7 +44,8 @@ def test_everything_public_at_the_top_is_exported() -> None:
     public = {n for n in vars(chute) if n[0].isalpha()}
     submodules = {
         "app", "backoff", "broker", "brokers", "dead", "errors", "job", "message", "plugins",
-        "resources", "signals", "task", "testing", "worker", "cli", "results", "store", "stores",
+        "resources", "signals", "task", "testing", "worker", "cli", "results", "store",
+        "stores", "schedules",
     }  # fmt: skip
     assert public - submodules == set(chute.__all__) - {"__version__"}
 

@@ -6,8 +6,11 @@ import atexit
 import inspect
 import os
 import threading
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import timedelta, tzinfo
 from types import TracebackType
 from typing import Any, ParamSpec, Protocol, Self, TypeVar, cast, overload
 
@@ -26,6 +29,7 @@ from chute.plugins import (
     store_from_url,
     store_plugin_for,
 )
+from chute.schedules import Cron, Every, Schedule
 from chute.store import Store
 from chute.task import AsyncTask, Call, EnqueueOptions, SyncTask, Task, TaskOptions, TaskRef
 
@@ -43,6 +47,15 @@ class _TaskDecorator(Protocol):
     ) -> AsyncTask[P, R]: ...
     @overload
     def __call__(self, fn: Callable[P, R], /) -> SyncTask[P, R]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Scheduled:
+    """A task the workers' scheduler enqueues on a schedule."""
+
+    task: Task[..., Any]
+    schedule: Schedule
+    catch_up: bool
 
 
 class App:
@@ -85,6 +98,7 @@ class App:
         self.default_queue = default_queue
         self.unique_lock_ttl = unique_lock_ttl
         self.tasks: dict[str, Task[..., Any]] = {}
+        self.schedules: list[Scheduled] = []
         self.startup_hooks: list[Hook] = []
         self.shutdown_hooks: list[Hook] = []
         self._connected = False
@@ -241,6 +255,84 @@ class App:
         task: Task[..., Any] = (AsyncTask if is_async else SyncTask)(self, fn, options)
         self.tasks[options.name] = task
         return task
+
+    def cron(
+        self,
+        expression: str,
+        *,
+        tz: str | tzinfo = "UTC",
+        catch_up: bool = False,
+        name: str | None = None,
+        queue: str | None = None,
+        max_attempts: int = 3,
+        timeout: float | None = None,
+        keep_result: float | None = None,
+    ) -> _TaskDecorator:
+        """Register a task (taking no arguments) that workers enqueue on a cron schedule.
+
+        Args:
+            expression: five fields, ``minute hour day-of-month month day-of-week``, or a macro
+                such as ``@daily``; see :class:`chute.schedules.Cron`.
+            tz: the time zone the expression's wall-clock times are in.
+            catch_up: when no worker ran at a slot's time, enqueue the most recent missed slot
+                once at the next worker start; otherwise (the default) slots missed by more
+                than 30 s are skipped.
+
+        Every worker runs the scheduler (``chute worker --no-scheduler`` opts out); each slot
+        is enqueued once however many run, through claims in the store.
+
+        Raises:
+            ConfigurationError: a bad expression or zone, no store, or a task with parameters.
+        """
+        return self._scheduled(
+            Cron(expression, tz), catch_up, name=name, queue=queue, max_attempts=max_attempts,
+            timeout=timeout, keep_result=keep_result,
+        )  # fmt: skip
+
+    def every(
+        self,
+        interval: float | timedelta | None = None,
+        *,
+        seconds: float = 0,
+        minutes: float = 0,
+        hours: float = 0,
+        catch_up: bool = False,
+        name: str | None = None,
+        queue: str | None = None,
+        max_attempts: int = 3,
+        timeout: float | None = None,
+        keep_result: float | None = None,
+    ) -> _TaskDecorator:
+        """Register a task (taking no arguments) that workers enqueue at a fixed interval.
+
+        Slots are aligned to the Unix epoch: ``every(minutes=5)`` fires at :00, :05, :10...
+        UTC, whichever worker is up. See :meth:`cron` for ``catch_up`` and delivery.
+        """
+        if isinstance(interval, timedelta):
+            interval = interval.total_seconds()
+        total = (interval or 0) + seconds + 60 * minutes + 3600 * hours
+        return self._scheduled(
+            Every(total), catch_up, name=name, queue=queue, max_attempts=max_attempts,
+            timeout=timeout, keep_result=keep_result,
+        )  # fmt: skip
+
+    def _scheduled(self, schedule: Schedule, catch_up: bool, **options: Any) -> _TaskDecorator:
+        self.require_store(f"scheduled tasks ({schedule.describe()})")
+        schedule.next_after(time.time())  # a schedule that never fires fails here
+
+        def register(fn: Callable[..., Any]) -> Task[..., Any]:
+            task: Task[..., Any] = self.task(**options)(fn)
+            try:
+                task.codec.signature.bind()
+            except TypeError:
+                del self.tasks[task.name]
+                raise ConfigurationError(
+                    f"scheduled task {task.name!r} must be callable without arguments"
+                ) from None
+            self.schedules.append(Scheduled(task, schedule, catch_up))
+            return task
+
+        return cast(_TaskDecorator, register)
 
     def on_startup(self, fn: Hook) -> Hook:
         """Register a hook the worker runs before taking jobs (sync or async, no arguments)."""

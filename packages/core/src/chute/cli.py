@@ -90,6 +90,9 @@ def worker(
         float, typer.Option(help="Seconds running jobs get to finish on shutdown.")
     ] = 30.0,
     burst: Annotated[bool, typer.Option(help="Drain the queues, then exit.")] = False,
+    scheduler: Annotated[
+        bool, typer.Option(help="Enqueue the app's cron and every tasks from this worker.")
+    ] = True,
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
 ) -> None:
     """Run a worker: consume the queues and run their jobs until SIGTERM or SIGINT."""
@@ -106,7 +109,7 @@ def worker(
         chute_app = load_app(app_path)
         w = Worker(
             chute_app, queues=queue, concurrency=concurrency, prefetch=prefetch, lease=lease,
-            grace=grace, burst=burst,
+            grace=grace, burst=burst, scheduler=scheduler,
         )  # fmt: skip
         anyio.run(_serve, w)
     except ChuteError as exc:

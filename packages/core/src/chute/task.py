@@ -130,6 +130,10 @@ class Call(Generic[R]):
     kwargs: bytes | None
     options: EnqueueOptions
 
+    def with_id(self, job_id: str) -> Call[R]:
+        """The same call under another job id (the scheduler names its jobs before sending)."""
+        return replace(self, id=job_id)
+
 
 class _Enqueuer(Generic[P, R]):
     """What every enqueueing handle shares: typed calls, options, sync variants."""

@@ -15,6 +15,9 @@ from chute.results import ResultWriter
 from chute.store import Store
 from chute.task import Task
 
+SLOT_HEADER = "chute-slot"
+SLOT_TTL_HEADER = "chute-slot-ttl"
+
 log = logging.getLogger("chute.worker")
 
 
@@ -64,6 +67,21 @@ class Bookkeeping:
         if writer is not None:
             await self._safely(writer.dead(envelope.id, attempt, error_type, error, tb))
         await self._release(envelope)
+
+    async def first_of_slot(self, envelope: Envelope) -> bool:
+        """For a scheduled job: whether it is the copy that runs its slot.
+
+        Only a crash between publishing and confirming a slot makes two copies; the first copy
+        to start wins, and a redelivery of that same copy still runs.
+        """
+        key = envelope.headers.get(SLOT_HEADER)
+        if key is None or self.store is None:
+            return True
+        ttl = float(envelope.headers.get(SLOT_TTL_HEADER, "3600"))
+        mine = envelope.id.encode()
+        if await self.store.add(f"{key}:ran", mine, ttl):
+            return True
+        return await self.store.get(f"{key}:ran") in (mine, None)
 
     async def _release(self, envelope: Envelope) -> None:
         if envelope.key is None or self.store is None:

@@ -112,6 +112,13 @@ class Executor:
                 queue, delivery, envelope, dead.BAD_ARGUMENTS, error=str(exc), task=task
             )
             return
+        if not await self.books.first_of_slot(envelope):
+            log.warning(
+                "task %s job %s is a second copy of a scheduled slot; skipped", task.name,
+                envelope.id,
+            )  # fmt: skip
+            await delivery.ack()
+            return
         if task.opts.lease is not None:
             self.leases.set_lease(delivery, task.opts.lease)
             await delivery.extend(task.opts.lease)

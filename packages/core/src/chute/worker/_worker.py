@@ -19,6 +19,7 @@ from chute.errors import ConfigurationError
 from chute.resources import Resources
 from chute.worker._execute import Counts, Executor
 from chute.worker._leases import Leases
+from chute.worker._scheduler import Scheduler
 
 log = logging.getLogger("chute.worker")
 
@@ -39,6 +40,8 @@ class Worker:
             vanishes; extended every third of it while the job is held.
         grace: seconds a graceful stop waits for running jobs before cancelling them.
         burst: stop by itself once every queue is empty and nothing runs.
+        scheduler: run the scheduler for the app's ``cron`` and ``every`` tasks (any number of
+            workers may; each slot is enqueued once).
     """
 
     def __init__(
@@ -51,6 +54,7 @@ class Worker:
         lease: float = 30.0,
         grace: float = 30.0,
         burst: bool = False,
+        scheduler: bool = True,
     ) -> None:
         if concurrency < 1:
             raise ConfigurationError("concurrency must be at least 1")
@@ -63,6 +67,7 @@ class Worker:
         self.lease = lease
         self.grace = grace
         self.burst = burst
+        self.scheduler = scheduler and bool(app.schedules) and not burst
         self.counts = Counts()
         self._stop: anyio.Event | None = None
         self._stopping = False
@@ -70,6 +75,7 @@ class Worker:
         self._idle_runners: deque[anyio.Event] = deque()
         self._running = 0
         self._idle = Waker()
+        self._schedule: Scheduler | None = None
 
     def stop(self) -> None:
         """Begin a graceful stop: take no new jobs, let running ones finish within the grace."""
@@ -100,6 +106,7 @@ class Worker:
         resources = Resources()
         store = await self.app.connect_store() if self.app.store is not None else None
         executor = Executor(self.app, broker, resources, leases, threads, store)
+        self._schedule = Scheduler(self.app, broker, store) if self.scheduler and store else None
         self.counts = executor.counts
         shortest = min(
             [t.opts.lease for t in self.app.tasks.values() if t.opts.lease] or [self.lease]
@@ -168,6 +175,8 @@ class Worker:
                 intake.start_soon(leases.run, shortest)
                 if self.burst:
                     intake.start_soon(self._watch_drained, broker)
+                if self._schedule is not None:
+                    intake.start_soon(self._schedule.run)
                 await self._stop.wait()
                 # Stop taking jobs, but keep the heartbeat beating for the jobs still held.
                 intake.cancel_scope.cancel()
