@@ -171,24 +171,23 @@ local function unlease(member)
   return item
 end
 
+-- Acks are checked first and applied last: removing them first could empty the lease
+-- ZSET, and Redis would rebuild it in its compact encoding, where adding a batch of new
+-- leases costs time quadratic in the batch.
+local acked, acked_ids, acked_set = {}, {}, {}
 if n_acks > 0 then
   local members = {}
   for i = 7, 6 + n_acks do members[#members + 1] = ARGV[i] end
-  local scores = {}
   for i = 1, #members, 4000 do
     local part = redis.call('ZMSCORE', leased, unpack(members, i, math.min(i + 3999, #members)))
-    for _, s in ipairs(part) do scores[#scores + 1] = s end
-  end
-  local mine, ids = {}, {}
-  for i = 1, #members do
-    if scores[i] then
-      mine[#mine + 1] = members[i]
-      ids[#ids + 1] = id_of_member(members[i])
+    for j = 1, #part do
+      if part[j] then
+        local m = members[i + j - 1]
+        acked[#acked + 1] = m
+        acked_ids[#acked_ids + 1] = id_of_member(m)
+        acked_set[m] = true
+      end
     end
-  end
-  if #mine > 0 then
-    sliced('ZREM', leased, mine)
-    sliced('HDEL', held, ids)
   end
 end
 
@@ -224,8 +223,10 @@ if want > 0 then
   -- Lapsed leases first: they are the oldest work. Each lapse counts as a delivery.
   local lapsed = redis.call('ZRANGEBYSCORE', leased, '-inf', now, 'LIMIT', 0, want)
   for _, member in ipairs(lapsed) do
-    local item = unlease(member)
-    if item then out[#out + 1] = bumped(item) end
+    if not acked_set[member] then
+      local item = unlease(member)
+      if item then out[#out + 1] = bumped(item) end
+    end
   end
   if #out - 1 < want then
     local popped = redis.call('LPOP', ready, want - (#out - 1))
@@ -245,6 +246,11 @@ if want > 0 then
     sliced('HSET', held, fields)
     sliced('ZADD', leased, scores)
   end
+end
+
+if #acked > 0 then
+  sliced('ZREM', leased, acked)
+  sliced('HDEL', held, acked_ids)
 end
 
 local next_due = nil
