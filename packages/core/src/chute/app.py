@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import atexit
 import inspect
 import os
-import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import timedelta, tzinfo
 from types import TracebackType
 from typing import Any, ParamSpec, Protocol, Self, TypeVar, cast, overload
 
 import anyio
-import anyio.from_thread
 
 from chute import _publish
+from chute._sync import SyncBridge
 from chute.backoff import Backoff
 from chute.broker import Ack, Broker
 from chute.errors import ConfigurationError, UnknownTaskError
@@ -103,11 +100,7 @@ class App:
         self.shutdown_hooks: list[Hook] = []
         self._connected = False
         self._connect_lock: anyio.Lock | None = None
-        self._portal_lock = threading.Lock()
-        self._portal_cm: AbstractContextManager[anyio.from_thread.BlockingPortal] | None = None
-        self._portal: anyio.from_thread.BlockingPortal | None = None
-        self._sync_broker: Broker | None = None
-        self._sync_store: Store | None = None
+        self._sync = SyncBridge(self)
 
     def __repr__(self) -> str:
         return f"<App broker={self.describe_broker()!r} tasks={sorted(self.tasks)!r}>"
@@ -449,54 +442,15 @@ class App:
 
     # -- the sync API -------------------------------------------------------------------
 
-    def _sync_portal(self) -> anyio.from_thread.BlockingPortal:
-        with self._portal_lock:
-            if self._portal is None:
-                cm = anyio.from_thread.start_blocking_portal()
-                self._portal = cm.__enter__()
-                self._portal_cm = cm
-                atexit.register(self.close_sync)
-            return self._portal
-
     def enqueue_many_sync(self, calls: Iterable[Call[R]]) -> list[Job[R]]:
         """:meth:`enqueue_many` for code that is not async.
 
         Runs on a private event loop in a background thread, with its own broker connection
-        when the app was configured by URL.
+        when the app was configured by URL. Must not be called from inside an event loop.
         """
         calls = list(calls)
-        portal = self._sync_portal()
-
-        async def send() -> list[str]:
-            if self._sync_broker is None:
-                broker = broker_from_url(self.broker_url) if self.broker_url else self._broker
-                await broker.__aenter__()
-                self._sync_broker = broker
-            return await _publish.send(self, self._sync_broker, self._connect_sync_store, calls)
-
-        return self._jobs(calls, portal.call(send))
-
-    async def _connect_sync_store(self) -> Store:
-        if self._sync_store is None:
-            store = self.require_store("this")
-            if self.store_url is not None:
-                store = store_from_url(self.store_url)
-            await store.__aenter__()
-            self._sync_store = store
-        return self._sync_store
+        return self._jobs(calls, self._sync.send(calls))
 
     def close_sync(self) -> None:
-        """Flush and close the sync API's connection and thread, if they were started."""
-        with self._portal_lock:
-            portal, cm = self._portal, self._portal_cm
-            self._portal = self._portal_cm = None
-        if portal is None or cm is None:
-            return
-        broker, self._sync_broker = self._sync_broker, None
-        if broker is not None:
-            portal.call(broker.__aexit__, None, None, None)
-        store, self._sync_store = self._sync_store, None
-        if store is not None:
-            portal.call(store.__aexit__, None, None, None)
-        cm.__exit__(None, None, None)
-        atexit.unregister(self.close_sync)
+        """Flush and close the sync API's connections and thread, if they were started."""
+        self._sync.close()
