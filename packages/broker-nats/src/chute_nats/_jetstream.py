@@ -17,12 +17,14 @@ it again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
 from collections import deque
 from collections.abc import AsyncGenerator
 
+import anyio
 import nats.errors
 from nats.aio.msg import Msg
 
@@ -53,7 +55,12 @@ class JsConsumer:
         self.lease = lease
         self.unsettled = 0
         self.wake = Signal()
+        # Arrived, not yet handed out. In ON_RECEIPT mode, not yet acknowledged either:
+        # those wait in _confirming while their acks are confirmed, then in _ready.
         self._buffer: deque[JsDelivery] = deque()
+        self._confirming: list[JsDelivery] = []
+        self._ready: deque[JsDelivery] = deque()
+        self._flushing: asyncio.Future[None] | None = None
         self._excess: list[JsDelivery] = []
         self._puller = Puller(conn, consumer_name("q", queue), self._arrived, self.wake)
         self._mover = Mover(conn, queue)
@@ -80,12 +87,14 @@ class JsConsumer:
         self.wake.set()
 
     async def deliveries(self) -> AsyncGenerator[JsDelivery]:
+        receipt = self.ack is Ack.ON_RECEIPT
         while True:
-            if self.ack is Ack.ON_RECEIPT and self._buffer:
+            if receipt and (self._buffer or self._confirming):
                 await self._take()
-            if self._buffer:
-                yield self._buffer.popleft()
-            else:
+            ready = self._ready if receipt else self._buffer
+            if ready:
+                yield ready.popleft()
+            elif not (receipt and self._confirming):
                 await self._fill()
 
     async def _fill(self) -> None:
@@ -93,7 +102,8 @@ class JsConsumer:
             with self.conn.failures(self.queue, "fetching"):
                 if self._excess:
                     excess, self._excess = self._excess, []
-                    await asyncio.gather(*(d.release() for d in excess))
+                    with anyio.CancelScope(shield=True):
+                        await asyncio.gather(*(d.release() for d in excess))
                 if self._puller.gone:
                     await ensure_consumer(self.conn, "q", self.queue)
                     self._puller.gone = False
@@ -111,29 +121,50 @@ class JsConsumer:
             await self.wake.wait(wait if not math.isinf(wait) else 5.0)
 
     async def _take(self) -> None:
-        """``ON_RECEIPT``: acknowledge everything buffered before handing any of it out.
+        """``ON_RECEIPT``: acknowledge messages, and hand them out once the server has the acks.
 
         The acks must reach the server first, or a consumer that dies now could see those
-        messages delivered again elsewhere: the buffer is dropped, unyielded, if they fail.
+        messages delivered again elsewhere; messages whose acks cannot be confirmed are
+        dropped, unyielded. Confirmation is pipelined: one round trip confirms every ack sent
+        before it, while the messages that arrive meanwhile wait for the next one.
         """
-        for delivery in [d for d in self._buffer if d.on_server and d.stale()]:
-            # Buffered past its ack wait: the server may have handed it to someone else.
-            self._buffer.remove(delivery)
-            delivery.drop()
-        fresh = [d for d in self._buffer if d.on_server]
-        try:
-            for delivery in fresh:
-                await self.conn.send(delivery.reply)
-            await self.conn.flush()
-        except (BrokerError, nats.errors.Error, TimeoutError) as exc:
-            log.warning("queue %r: could not acknowledge on receipt (%s); %d message(s) "
-                        "left to the server", self.queue, exc, len(fresh))  # fmt: skip
-            for delivery in fresh:
-                self._buffer.remove(delivery)
-                delivery.drop()
+        if self._flushing is None and self._buffer:
+            batch = [d for d in self._buffer if not d.stale()]
+            for delivery in self._buffer:
+                if delivery.stale():
+                    # Buffered past its ack wait: the server may have given it to someone else.
+                    delivery.drop()
+            self._buffer.clear()
+            # Recorded first: if this consumer is cancelled while sending, close() finds them.
+            self._confirming = batch
+            try:
+                for delivery in batch:
+                    await self.conn.send(delivery.reply)
+            except BrokerError as exc:
+                self._confirming = []
+                self._unconfirmed(batch, exc)
+                return
+            self._flushing = asyncio.ensure_future(self.conn.flush())
+        flushing = self._flushing
+        if flushing is None or (self._ready and not flushing.done()):
             return
-        for delivery in fresh:
-            delivery.on_server = False
+        # Shielded, and the state kept if cancelled here: close() gives these back.
+        try:
+            await asyncio.shield(flushing)
+        except (nats.errors.Error, TimeoutError) as exc:
+            self._unconfirmed(self._confirming, exc)
+        else:
+            for delivery in self._confirming:
+                delivery.on_server = False
+            self._ready.extend(self._confirming)
+        self._flushing = None
+        self._confirming = []
+
+    def _unconfirmed(self, batch: list[JsDelivery], exc: BaseException) -> None:
+        log.warning("queue %r: could not acknowledge on receipt (%s); %d message(s) left to "
+                    "the server", self.queue, exc, len(batch))  # fmt: skip
+        for delivery in batch:
+            delivery.drop()
 
     async def copy(self, delivery: JsDelivery, attempts: int, delay: float) -> None:
         """Publish a fresh copy of ``delivery`` that has had ``attempts`` attempts."""
@@ -149,7 +180,14 @@ class JsConsumer:
     async def close(self) -> None:
         await self._puller.close()
         await self._mover.close()
-        left = [*self._buffer, *self._excess]
+        if self._flushing is not None:
+            with contextlib.suppress(nats.errors.Error, TimeoutError):
+                await self._flushing
+            # Confirmed or not, these were acknowledged: giving back means a copy (and a
+            # second ack, which the server ignores if the first arrived).
+        left = [*self._ready, *self._confirming, *self._buffer, *self._excess]
+        self._ready.clear()
+        self._confirming = []
         self._buffer.clear()
         self._excess.clear()
         results = await asyncio.gather(*(d.release() for d in left), return_exceptions=True)
