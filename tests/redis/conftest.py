@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from _redis_harness import PrivateRedis  # pyright: ignore[reportMissingImports]
 
 from chute.testing import server_url
 
@@ -19,3 +22,16 @@ def redis_url() -> Iterator[str]:
         port=6379,
     ) as url:
         yield url
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed, so no private server can be started")
+    server = PrivateRedis(binary, tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from _harness import RedisHarness  # pyright: ignore[reportMissingImports]
+from _redis_harness import RedisHarness  # pyright: ignore[reportMissingImports]
 
 from chute.testing import BrokerConformance, BrokerHarness
 

@@ -8,7 +8,7 @@ import secrets
 from collections.abc import Generator, Sequence
 from contextlib import contextmanager
 from typing import Any, NoReturn, cast
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode
 
 import redis.asyncio as aioredis
 import redis.exceptions as rex
@@ -37,11 +37,11 @@ Arg = str | bytes | int | float
 
 def split_url(url: str) -> tuple[str, str | None]:
     """``url`` without chute's own query option ``prefix``, and that option's value."""
-    parts = urlsplit(url)
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    prefix = next((v for k, v in query if k == "prefix"), None)
-    rest = urlencode([(k, v) for k, v in query if k != "prefix"])
-    return urlunsplit(parts._replace(query=rest)), prefix
+    base, _, query = url.partition("?")
+    pairs = parse_qsl(query, keep_blank_values=True)
+    prefix = next((v for k, v in pairs if k == "prefix"), None)
+    rest = urlencode([(k, v) for k, v in pairs if k != "prefix"])
+    return (f"{base}?{rest}" if rest else base), prefix
 
 
 def new_client_name() -> str:
