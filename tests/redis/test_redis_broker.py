@@ -23,7 +23,9 @@ from chute_redis._scripts import Script
 
 pytestmark = [pytest.mark.redis, pytest.mark.anyio]
 
-MODES = pytest.mark.parametrize("ack", [Ack.ON_RECEIPT, Ack.ON_COMPLETION], ids=["receipt", "completion"])  # fmt: skip
+MODES = pytest.mark.parametrize(
+    "ack", [Ack.ON_RECEIPT, Ack.ON_COMPLETION], ids=["receipt", "completion"]
+)
 
 
 @pytest.fixture
