@@ -1,7 +1,9 @@
-"""Time chute on Redis: enqueue (single calls and batches) and drain 20,000 no-op tasks.
+"""Time chute on Redis: enqueue (single calls and batches) and drain 20,000 no-op tasks,
+then the start latency of tasks enqueued one by one at a steady rate.
 
     python bench/redis_drain.py [--url redis://127.0.0.1:6379/14] [--jobs 20000]
-                                [--concurrency 100] [--profile drain.prof]
+                                [--concurrency 100] [--profile drain.prof] [--uvloop]
+                                [--rate 500] [--seconds 10]
 
 Runs both ack modes on a queue of its own and flushes nothing but that queue's keys.
 """
@@ -15,7 +17,7 @@ import time
 
 import anyio
 
-from chute import Ack, App, Worker
+from chute import Ack, App, Worker, current_job
 from chute_redis import RedisBroker
 
 
@@ -62,6 +64,33 @@ async def drain(app: App, concurrency: int, profile: str | None) -> tuple[float,
     return time.perf_counter() - start, counts.succeeded
 
 
+async def latency(url: str, rate: float, seconds: float) -> list[float]:
+    """Seconds from enqueue to task start, for jobs enqueued one at a time at ``rate``/s
+    while a worker runs in the same process."""
+    app = App(RedisBroker(url))
+    delays: list[float] = []
+
+    @app.task(name="latency", queue="bench-latency")
+    async def probe() -> None:
+        delays.append(time.time() - current_job().enqueued_at)
+
+    worker = Worker(app, concurrency=10)
+    producer = App(RedisBroker(url))
+    async with anyio.create_task_group() as tg, producer:
+        tg.start_soon(worker.run)
+        ref = producer.task_ref("latency", queue="bench-latency")
+        await anyio.sleep(0.5)
+        start = time.perf_counter()
+        for i in range(int(rate * seconds)):
+            await anyio.sleep(max(0.0, start + i / rate - time.perf_counter()))
+            await ref.enqueue()
+        while len(delays) < int(rate * seconds):
+            await anyio.sleep(0.01)
+        worker.stop()
+    await clean(url, "bench-latency")
+    return sorted(delays)
+
+
 async def main(ns: argparse.Namespace) -> None:
     for ack in (Ack.ON_COMPLETION, Ack.ON_RECEIPT):
         queue = f"bench-{ack.value}"
@@ -79,6 +108,13 @@ async def main(ns: argparse.Namespace) -> None:
             f"drain {done} in {took:.2f} s = {done / took:8.0f}/s"
         )
         await clean(ns.url, queue)
+    if ns.rate:
+        d = await latency(ns.url, ns.rate, ns.seconds)
+        pick = lambda q: d[min(len(d) - 1, int(q * len(d)))] * 1000  # noqa: E731
+        print(
+            f"latency at {ns.rate:.0f}/s over {len(d)} jobs: p50 {pick(0.5):.2f} ms  "
+            f"p99 {pick(0.99):.2f} ms  max {d[-1] * 1000:.2f} ms"
+        )
 
 
 if __name__ == "__main__":
@@ -89,6 +125,8 @@ if __name__ == "__main__":
     parser.add_argument("--concurrency", type=int, default=100)
     parser.add_argument("--profile", default=None)
     parser.add_argument("--uvloop", action="store_true")
+    parser.add_argument("--rate", type=float, default=500)
+    parser.add_argument("--seconds", type=float, default=10)
     logging.basicConfig(level=logging.WARNING)
     args = parser.parse_args()
     anyio.run(main, args, backend_options={"use_uvloop": args.uvloop})
