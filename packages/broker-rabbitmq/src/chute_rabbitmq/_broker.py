@@ -8,9 +8,10 @@ import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import aiormq
 import aiormq.exceptions
 import anyio
 from pamqp import commands as spec
@@ -197,8 +198,14 @@ class RabbitBroker:
         exchange, key = delay_route(queue, ms) if ms else ("", queue)
         headers: FieldTable | None = {ATTEMPTS_HEADER: attempts} if attempts else None
         properties = spec.Basic.Properties(delivery_mode=2, message_id=message_id, headers=headers)
-        confirm = await channel.basic_publish(
-            body, exchange=exchange, routing_key=key, properties=properties, mandatory=True
+        # The concrete channel takes wait=False: confirms are awaited, not each socket write.
+        confirm = await cast(aiormq.Channel, channel).basic_publish(
+            body,
+            exchange=exchange,
+            routing_key=key,
+            properties=properties,
+            mandatory=True,
+            wait=False,
         )
         if not isinstance(confirm, spec.Basic.Ack):
             raise BrokerError(

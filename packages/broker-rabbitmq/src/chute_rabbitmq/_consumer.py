@@ -71,7 +71,7 @@ async def _ack(channel: Channel | None, tag: int) -> bool:
     if channel is None or channel.is_closed:
         return False
     try:
-        await channel.basic_ack(tag)
+        await channel.basic_ack(tag, wait=False)
     except (aiormq.exceptions.AMQPError, aiormq.exceptions.ChannelInvalidStateError, OSError):
         return False
     return True
