@@ -275,3 +275,55 @@ async def test_consumer_comes_back_after_a_server_restart(private_redis: Private
         got = await inbox.get(10, "the message published after the restart")
         assert got.body == b"after"
         await got.ack()
+
+
+async def lapsed(broker: RedisBroker, queue: str) -> bool:
+    stats = await broker.stats(queue)
+    return stats.in_flight == 0 and stats.ready == 1
+
+
+async def test_an_ack_after_the_lease_lapsed_still_counts_if_nobody_reclaimed(
+    broker: RedisBroker, queue: str
+) -> None:
+    await broker.publish(queue, [Outgoing(b"late")])
+    async with reading(broker, queue, ack=Ack.ON_COMPLETION, prefetch=1, lease=0.3) as inbox:
+        held = await inbox.get(5)
+        await eventually(lambda: lapsed(broker, queue), 5, "the lease lapsing")
+        await held.ack()
+    await eventually(
+        lambda: _equals(broker.stats(queue), QueueStats(0, 0, 0, 0)), 5, "the late ack landing"
+    )
+
+
+async def test_extending_a_lapsed_lease_does_not_revive_it(broker: RedisBroker, queue: str) -> None:
+    await broker.publish(queue, [Outgoing(b"lapsed")])
+    async with reading(broker, queue, ack=Ack.ON_COMPLETION, prefetch=1, lease=0.3) as inbox:
+        held = await inbox.get(5)
+        await eventually(lambda: lapsed(broker, queue), 5, "the lease lapsing")
+        await held.extend(60)
+        async with (
+            RedisBroker(broker.url) as other,
+            reading(other, queue, ack=Ack.ON_COMPLETION, prefetch=1, lease=60) as thief,
+        ):
+            again = await thief.get(5, "the message whose lease lapsed")
+            assert again.attempt == 2
+            await again.ack()
+
+
+@MODES
+async def test_closing_gives_back_buffered_messages_in_order(
+    broker: RedisBroker, queue: str, ack: Ack
+) -> None:
+    bodies = [f"o{i}".encode() for i in range(10)]
+    await broker.publish(queue, [Outgoing(b) for b in bodies])
+    async with broker.consume(queue, ack=ack, prefetch=10, lease=60) as deliveries:
+        first = await anext(deliveries)
+        assert first.body == b"o0"
+        await first.ack()
+        # The other nine were claimed with it and wait, unyielded, in the consumer.
+    async with reading(broker, queue, ack=ack, prefetch=10, lease=60) as inbox:
+        again = await inbox.take(9, 5)
+        for delivery in again:
+            await delivery.ack()
+    assert [d.body for d in again] == bodies[1:]
+    assert all(d.attempt == 1 for d in again)
