@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from nats_support import NatsHarness
+from _nats_support import NatsHarness
 
 from chute.testing import BrokerConformance, BrokerHarness
 
