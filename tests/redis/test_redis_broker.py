@@ -15,7 +15,12 @@ from _redis_harness import PrivateRedis, kill_clients  # pyright: ignore[reportM
 from redis.crc import key_slot
 
 from chute.broker import Ack, Outgoing, QueueStats, dead_queue
-from chute.errors import BrokerConfigConflict, BrokerUnavailable, ConfigurationError
+from chute.errors import (
+    BrokerConfigConflict,
+    BrokerError,
+    BrokerUnavailable,
+    ConfigurationError,
+)
 from chute.testing._tools import eventually, reading  # pyright: ignore[reportPrivateUsage]
 from chute_redis import RedisBroker
 from chute_redis._client import run_script
@@ -327,3 +332,26 @@ async def test_closing_gives_back_buffered_messages_in_order(
             await delivery.ack()
     assert [d.body for d in again] == bodies[1:]
     assert all(d.attempt == 1 for d in again)
+
+
+async def test_a_publish_refused_for_memory_raises_and_stores_nothing(
+    private_redis: PrivateRedis,
+) -> None:
+    async with RedisBroker(private_redis.url) as broker:
+        await broker.client.config_set("maxmemory", 1)
+        try:
+            with pytest.raises(BrokerError, match="maxmemory") as caught:
+                await broker.publish("q", [Outgoing(b"no room")])
+            assert not isinstance(caught.value, BrokerUnavailable)
+        finally:
+            await broker.client.config_set("maxmemory", 0)
+        assert await broker.stats("q") == QueueStats(0, 0, 0, 0)
+
+
+async def test_a_key_of_another_type_stops_the_consumer_with_a_config_conflict(
+    broker: RedisBroker, queue: str
+) -> None:
+    await broker.client.set(broker.keys(queue).leased, "not a sorted set")
+    with pytest.raises(BrokerConfigConflict, match=queue):
+        async with broker.consume(queue, ack=Ack.ON_COMPLETION, prefetch=1, lease=30) as it:
+            await anext(it)

@@ -24,7 +24,7 @@ import anyio.lowlevel
 import redis.exceptions as rex
 
 from chute.broker import Ack
-from chute.errors import BrokerError
+from chute.errors import BrokerConfigConflict, BrokerError
 from chute_redis._client import Arg, fail, run_script
 from chute_redis._scripts import CONSUME, Keys
 
@@ -162,8 +162,13 @@ class Consumer:
                 except rex.RedisError as exc:
                     try:
                         fail(exc, self.broker.url, self.queue)
-                    except BrokerError as err:
+                    except BrokerConfigConflict as err:
                         self.error = err
+                    except BrokerError as err:
+                        # Out of memory, a busy script, a read-only replica: the server may
+                        # recover, so the consumer waits and tries again.
+                        log.error("%s; retrying", err)
+                        await backoff.pause(self.kick)
         except BaseException as exc:
             if self.error is None:
                 self.error = BrokerError(f"queue {self.queue!r}: consumer stopped: {exc!r}")
@@ -180,7 +185,7 @@ class Consumer:
         token = f"{self._token}{self._claims:x}"
         try:
             reply = await self._call(acks, ops, want, token)
-        except _RETRYABLE:
+        except (rex.RedisError, OSError):
             # Lease settlements are fenced by token and so safe to send again; a requeue
             # from an at-most-once consumer is not (it could run twice), so it is dropped.
             self.acks[:0] = acks
