@@ -21,6 +21,9 @@ from chute import Ack, App, Worker, current_job
 from chute_redis import RedisBroker
 
 
+PREFETCH: int | None = None
+
+
 def build(url: str, ack: Ack) -> tuple[App, object]:
     app = App(RedisBroker(url))
 
@@ -52,7 +55,7 @@ async def batch(app: App, task: object, n: int) -> float:
 
 
 async def drain(app: App, concurrency: int, profile: str | None) -> tuple[float, int]:
-    worker = Worker(app, concurrency=concurrency, burst=True)
+    worker = Worker(app, concurrency=concurrency, burst=True, prefetch=PREFETCH)
     profiler = cProfile.Profile() if profile else None
     start = time.perf_counter()
     if profiler:
