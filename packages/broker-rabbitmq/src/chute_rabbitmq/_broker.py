@@ -12,7 +12,7 @@ from typing import Any, Self, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import aiormq
-import aiormq.exceptions
+import aiormq.abc
 import anyio
 from pamqp import commands as spec
 from pamqp.common import FieldTable
@@ -185,14 +185,15 @@ class RabbitBroker:
             )
         returned: list[Item] = []
         for item, result in zip(items, results, strict=True):
-            if isinstance(result, aiormq.exceptions.PublishError):
-                returned.append(item)
-            elif isinstance(result, BaseException):
+            if isinstance(result, BaseException):
                 with self.link.errors(queue, "publishing"):
                     raise result
+            if not result:
+                returned.append(item)
         return returned
 
-    async def _publish_one(self, channel: Channel, queue: str, item: Item) -> None:
+    async def _publish_one(self, channel: Channel, queue: str, item: Item) -> bool:
+        """Publish one message; ``False`` if the server returned it as unroutable."""
         body, message_id, attempts, delay = item
         ms = _delay_ms(delay)
         exchange, key = delay_route(queue, ms) if ms else ("", queue)
@@ -207,11 +208,14 @@ class RabbitBroker:
             mandatory=True,
             wait=False,
         )
+        if isinstance(confirm, aiormq.abc.DeliveredMessage):
+            return False
         if not isinstance(confirm, spec.Basic.Ack):
             raise BrokerError(
                 f"RabbitMQ at {self.link.shown}, queue {queue!r}: the server refused to store "
                 f"a message ({confirm!r})"
             )
+        return True
 
     # -- consuming -------------------------------------------------------------------------
 
