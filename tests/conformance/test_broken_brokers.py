@@ -102,3 +102,44 @@ def test_leases_that_never_lapse_are_caught(pytester: pytest.Pytester) -> None:
         "test_killed_consumer_loses_nothing_it_held[completion]",
         "test_lapsed_lease_redelivers_with_attempt_raised[completion]",
     }
+
+
+def test_a_binding_may_not_override_a_suite_test(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_cheat="""
+        import pytest
+        from chute.brokers import MemoryBroker
+        from chute.testing import BrokerConformance, BrokerHarness
+
+        class Harness(BrokerHarness):
+            async def make_broker(self):
+                return MemoryBroker()
+
+        class TestCheat(BrokerConformance):
+            @pytest.fixture
+            def harness(self):
+                return Harness()
+
+            async def test_round_trip_is_byte_exact(self):
+                pass
+        """
+    )
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "-q")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "overrides conformance tests test_round_trip_is_byte_exact" in result.stderr.str()
+
+
+def test_known_failures_become_strict_xfails(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_gap=SUITE.format(harness="return Harness(broken_brokers.IgnoresPrefetch)").replace(
+            "class TestBroken(BrokerConformance):",
+            "class TestBroken(BrokerConformance):\n"
+            "    known_failures = {'test_prefetch_bounds_what_a_consumer_holds':"
+            " 'this broker fetches everything'}\n",
+        )
+    )
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "-q", "-k", "prefetch_bounds")
+    outcomes = result.parseoutcomes()
+    assert outcomes["xfailed"] == 2
+    assert "failed" not in outcomes
+    assert "passed" not in outcomes

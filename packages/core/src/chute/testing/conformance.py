@@ -10,7 +10,8 @@ pytest collects the whole suite against your broker::
 
 Tests run once per ack mode; a mode or capability the broker does not claim is skipped with
 the reason, and everything it claims must pass. Bindings may not override suite tests; to
-record a known gap, mark the inherited test ``xfail`` with a reason (strict, so a fix shows).
+record a known gap, name it in ``known_failures = {"test_name": "reason"}`` on the subclass:
+it then runs as a strict xfail, so a fix shows.
 """
 
 from __future__ import annotations
