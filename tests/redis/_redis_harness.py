@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -17,8 +19,10 @@ from chute_redis import RedisBroker
 class RedisHarness(BrokerHarness):
     can_cut_connections = True
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, nodes: list[str] | None = None) -> None:
         self._url = url
+        # Plain URLs of every server the broker may talk to (the nodes of a cluster).
+        self._nodes = nodes or [url]
 
     async def make_broker(self) -> Broker:
         return RedisBroker(self._url)
@@ -28,12 +32,18 @@ class RedisHarness(BrokerHarness):
 
     async def cut_connection(self, broker: Broker) -> None:
         assert isinstance(broker, RedisBroker)
-        await kill_clients(self._url, broker.client_name)
+        for node in self._nodes:
+            await kill_clients(node, broker.client_name)
 
     async def cleanup(self, queues: list[str]) -> None:
-        async with aioredis.Redis.from_url(self._url) as r:
-            for queue in queues:
-                await r.delete(*RedisBroker(self._url).keys(queue).all())
+        for node in self._nodes:
+            async with aioredis.Redis.from_url(node) as r:
+                for queue in queues:
+                    for key in RedisBroker(self._url).keys(queue).all():
+                        try:
+                            await r.delete(key)
+                        except aioredis.ResponseError:
+                            pass  # MOVED: the key lives on another node of the cluster
 
 
 async def kill_clients(url: str, name: str) -> int:
@@ -58,12 +68,9 @@ class PrivateRedis:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [self.binary, "--port", "0", "--unixsocket", str(self.socket), "--save", "",
-             "--appendonly", "no", "--dir", str(self.folder)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+        argv = [self.binary, "--port", "0", "--unixsocket", str(self.socket), "--save", "",
+                "--appendonly", "no", "--dir", str(self.folder)]  # fmt: skip
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 20
         while not self.socket.exists():
             if time.monotonic() > deadline or self.proc.poll() is not None:
@@ -75,3 +82,76 @@ class PrivateRedis:
             self.proc.terminate()
             self.proc.wait(10)
             self.proc = None
+
+
+class PrivateCluster:
+    """Three redis-server processes of the test session's own, joined into a Redis Cluster."""
+
+    def __init__(self, binary: str, cli: str, folder: Path) -> None:
+        self.binary = binary
+        self.cli = cli
+        self.folder = folder
+        self.ports = [free_port() for _ in range(3)]
+        self.nodes = [f"redis://127.0.0.1:{p}" for p in self.ports]
+        self.url = f"{self.nodes[0]}?cluster=true"
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self) -> None:
+        for port in self.ports:
+            home = self.folder / str(port)
+            home.mkdir()
+            argv = [self.binary, "--port", str(port), "--bind", "127.0.0.1",
+                    "--cluster-enabled", "yes", "--cluster-config-file", str(home / "nodes.conf"),
+                    "--save", "", "--appendonly", "no", "--dir", str(home)]  # fmt: skip
+            self.procs.append(
+                subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            )
+        for port in self.ports:
+            wait_for_port(port)
+        subprocess.run(
+            [self.cli, "--cluster", "create", *(f"127.0.0.1:{p}" for p in self.ports),
+             "--cluster-replicas", "0", "--cluster-yes"],
+            check=True, capture_output=True, timeout=60,
+        )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while True:
+            info = subprocess.run(
+                [self.cli, "-p", str(self.ports[0]), "cluster", "info"],
+                capture_output=True, text=True, timeout=10,
+            )  # fmt: skip
+            if "cluster_state:ok" in info.stdout:
+                return
+            if time.monotonic() > deadline:
+                pytest.fail(f"the private cluster never became ready: {info.stdout}")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            proc.terminate()
+        for proc in self.procs:
+            proc.wait(10)
+
+
+def free_port() -> int:
+    """A port that is free, and whose cluster bus port (10000 above) is free too."""
+    while True:
+        port = random.randrange(20000, 50000)
+        try:
+            for candidate in (port, port + 10000):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", candidate))
+        except OSError:
+            continue
+        return port
+
+
+def wait_for_port(port: int) -> None:
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                pytest.fail(f"redis-server on port {port} did not start")
+            time.sleep(0.02)

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _redis_harness import PrivateRedis  # pyright: ignore[reportMissingImports]
+from _redis_harness import PrivateCluster, PrivateRedis  # pyright: ignore[reportMissingImports]
 
 from chute.testing import server_url
 
@@ -35,3 +35,17 @@ def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateCluster]:
+    """A three-node Redis Cluster of this test session's own."""
+    binary, cli = shutil.which("redis-server"), shutil.which("redis-cli")
+    if binary is None or cli is None:
+        pytest.skip("redis-server and redis-cli are needed to start a private Redis Cluster")
+    cluster = PrivateCluster(binary, cli, tmp_path_factory.mktemp("cluster"))
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()

@@ -12,6 +12,7 @@ from urllib.parse import parse_qsl, urlencode
 
 import redis.asyncio as aioredis
 import redis.exceptions as rex
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
@@ -33,15 +34,19 @@ MIN_VERSION = (6, 2)
 EVICTING_POLICIES = frozenset({"allkeys-lru", "allkeys-lfu", "allkeys-random"})
 
 Arg = str | bytes | int | float
+Client = aioredis.Redis | RedisCluster
+
+OWN_OPTIONS = ("prefix", "cluster")
+"""URL query options chute reads itself; the rest go to redis-py."""
 
 
-def split_url(url: str) -> tuple[str, str | None]:
-    """``url`` without chute's own query option ``prefix``, and that option's value."""
+def split_url(url: str) -> tuple[str, dict[str, str]]:
+    """``url`` without chute's own query options, and those options."""
     base, _, query = url.partition("?")
     pairs = parse_qsl(query, keep_blank_values=True)
-    prefix = next((v for k, v in pairs if k == "prefix"), None)
-    rest = urlencode([(k, v) for k, v in pairs if k != "prefix"])
-    return (f"{base}?{rest}" if rest else base), prefix
+    own = {k: v for k, v in pairs if k in OWN_OPTIONS}
+    rest = urlencode([(k, v) for k, v in pairs if k not in OWN_OPTIONS])
+    return (f"{base}?{rest}" if rest else base), own
 
 
 def new_client_name() -> str:
@@ -50,8 +55,8 @@ def new_client_name() -> str:
 
 
 def make_client(
-    url: str, *, client_name: str, socket_timeout: float, connect_timeout: float
-) -> aioredis.Redis:
+    url: str, *, cluster: bool, client_name: str, socket_timeout: float, connect_timeout: float
+) -> Client:
     # No automatic retries: a script whose reply was lost may have run, and running a publish
     # again would store its messages twice. The broker retries only what is safe to repeat.
     # A pooled connection the server closed is replaced before use, without any retry.
@@ -61,6 +66,15 @@ def make_client(
         # connection is still open before reusing it; a connection the server closed would
         # then fail the next command instead of being replaced.
         extra["maint_notifications_config"] = MaintNotificationsConfig(enabled=False)
+    if cluster:
+        return RedisCluster.from_url(
+            url,
+            client_name=client_name,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=connect_timeout,
+            retry=Retry(NoBackoff(), 0),
+            **extra,
+        )
     pool: aioredis.ConnectionPool = aioredis.ConnectionPool.from_url(  # pyright: ignore[reportUnknownMemberType]
         url,
         client_name=client_name,
@@ -95,16 +109,33 @@ def translated(url: str, queue: str | None) -> Generator[None]:
 
 
 async def run_script(
-    client: aioredis.Redis, script: Script, keys: Sequence[str], args: Sequence[Arg]
+    client: Client, script: Script, keys: Sequence[str], args: Sequence[Arg]
 ) -> Any:
-    """``EVALSHA`` the script; on ``NOSCRIPT`` (a flushed or failed-over server) load it
-    and call again, which is safe because a script Redis did not know never ran."""
+    """``EVALSHA`` the script; on ``NOSCRIPT`` (a new, flushed or failed-over server) send
+    it whole with ``EVAL``, which also caches it on the node that holds the keys. Safe to
+    repeat: a script Redis did not know never ran."""
+    if keys and isinstance(client, RedisCluster):
+        await drop_closed_connections(client, keys[0])
     call: Any = client.execute_command  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
     try:
         return await call("EVALSHA", script.sha, len(keys), *keys, *args)
     except rex.NoScriptError:
-        await call("SCRIPT", "LOAD", script.source)
-        return await call("EVALSHA", script.sha, len(keys), *keys, *args)
+        return await call("EVAL", script.source, len(keys), *keys, *args)
+
+
+async def drop_closed_connections(client: RedisCluster, key: str) -> None:
+    """Disconnect the idle connections to ``key``'s node that the server already closed.
+
+    redis-py's single-server pool does this before every command; its cluster client does
+    not, so a command would otherwise be sent on a dead connection and fail, and a failed
+    publish cannot be repeated safely. The next command on a dropped connection reconnects.
+    """
+    node: Any = client.get_node_from_key(key)
+    free: tuple[Any, ...] = tuple(getattr(node, "_free", ()))
+    for connection in free:
+        reader = getattr(connection, "_reader", None)
+        if reader is not None and reader.at_eof():
+            await connection.disconnect()
 
 
 def _field(info: Any, name: str) -> str:
@@ -113,20 +144,23 @@ def _field(info: Any, name: str) -> str:
     return str(cast(dict[str, Any], info).get(name, ""))
 
 
-async def check_server(client: aioredis.Redis, url: str) -> None:
+async def check_server(client: Client, url: str) -> None:
     """Check the server version, load the scripts, warn if eviction can lose jobs.
 
     Raises:
         BrokerUnavailable: the server does not answer.
         BrokerError: the server is older than Redis 6.2.
     """
+    call: Any = client.execute_command  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
     with translated(url, None):
-        async with client.pipeline(transaction=False) as pipe:
-            pipe.execute_command("INFO", "server")  # pyright: ignore[reportUnknownMemberType]
-            pipe.execute_command("INFO", "memory")  # pyright: ignore[reportUnknownMemberType]
-            for script in SCRIPTS:
-                pipe.execute_command("SCRIPT", "LOAD", script.source)  # pyright: ignore[reportUnknownMemberType]
-            server, memory, *_ = await pipe.execute()
+        # On a cluster INFO answers from one node, and scripts load on first use per node.
+        server = await call("INFO", "server")
+        memory = await call("INFO", "memory")
+        if not isinstance(client, RedisCluster):
+            async with client.pipeline(transaction=False) as pipe:
+                for script in SCRIPTS:
+                    pipe.execute_command("SCRIPT", "LOAD", script.source)  # pyright: ignore[reportUnknownMemberType]
+                await pipe.execute()
     version = _field(server, "redis_version")
     try:
         numbers = tuple(int(p) for p in version.split(".")[:2])

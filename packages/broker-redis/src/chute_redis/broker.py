@@ -8,13 +8,13 @@ from types import TracebackType
 from typing import Self
 
 import anyio
-import redis.asyncio as aioredis
 
 from chute.broker import Ack, Capabilities, Outgoing, QueueStats, dead_queue
 from chute.errors import BrokerError, ConfigurationError
 from chute.plugins import redact_url
 from chute_redis._client import (
     Arg,
+    Client,
     check_server,
     make_client,
     new_client_name,
@@ -41,6 +41,8 @@ class RedisBroker:
             (``socket_keepalive``, ``ssl_cert_reqs``, ...), except ``prefix``, chute's own.
         prefix: the first part of every key name (``{prefix:queue}:ready``...), so several
             applications can share one database. A ``prefix`` in the URL wins.
+        cluster: the URL names a node of a Redis Cluster (also ``?cluster=true``); every
+            queue then lives in one hash slot.
         socket_timeout: seconds any single command may take before the connection is
             treated as lost. Nothing chute sends blocks on the server, so this is only
             a bound on a hung connection.
@@ -55,22 +57,26 @@ class RedisBroker:
         url: str = "redis://localhost:6379/0",
         *,
         prefix: str = "chute",
+        cluster: bool = False,
         socket_timeout: float = 10.0,
         connect_timeout: float = 5.0,
     ) -> None:
         self.url = url
-        base, url_prefix = split_url(url)
+        base, own = split_url(url)
         if not base.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigurationError(
                 f"not a Redis URL: {redact_url(url)!r} (use redis://, rediss:// or unix://)"
             )
-        self.prefix = url_prefix or prefix
+        self.prefix = own.get("prefix") or prefix
+        self.cluster = cluster or own.get("cluster", "").lower() in ("1", "true", "yes")
+        if self.cluster and base.startswith("unix://"):
+            raise ConfigurationError("a Redis Cluster is reached over TCP, not a unix socket")
         self._base_url = base
         self._socket_timeout = socket_timeout
         self._connect_timeout = connect_timeout
         self.client_name = new_client_name()
         """The ``CLIENT SETNAME`` of every connection this broker opens."""
-        self._client: aioredis.Redis | None = None
+        self._client: Client | None = None
         self._consumers: set[Consumer] = set()
 
     def __repr__(self) -> str:
@@ -89,7 +95,7 @@ class RedisBroker:
         )
 
     @property
-    def client(self) -> aioredis.Redis:
+    def client(self) -> Client:
         """The redis-py client, once connected."""
         if self._client is None:
             raise BrokerError(f"{self!r} is not connected (use `async with`)")
@@ -107,6 +113,7 @@ class RedisBroker:
         if self._client is None:
             client = make_client(
                 self._base_url,
+                cluster=self.cluster,
                 client_name=self.client_name,
                 socket_timeout=self._socket_timeout,
                 connect_timeout=self._connect_timeout,
