@@ -21,9 +21,6 @@ from chute import Ack, App, Worker, current_job
 from chute_redis import RedisBroker
 
 
-PREFETCH: int | None = None
-
-
 def build(url: str, ack: Ack) -> tuple[App, object]:
     app = App(RedisBroker(url))
 
@@ -54,8 +51,10 @@ async def batch(app: App, task: object, n: int) -> float:
     return n / (time.perf_counter() - start)
 
 
-async def drain(app: App, concurrency: int, profile: str | None) -> tuple[float, int]:
-    worker = Worker(app, concurrency=concurrency, burst=True, prefetch=PREFETCH)
+async def drain(
+    app: App, concurrency: int, prefetch: int | None, profile: str | None
+) -> tuple[float, int]:
+    worker = Worker(app, concurrency=concurrency, burst=True, prefetch=prefetch)
     profiler = cProfile.Profile() if profile else None
     start = time.perf_counter()
     if profiler:
@@ -105,7 +104,7 @@ async def main(ns: argparse.Namespace) -> None:
             batch_rate = await batch(app, task, ns.jobs)
         app, task = build(ns.url, ack)
         profile = f"{ns.profile}.{ack.value}" if ns.profile else None
-        took, done = await drain(app, ns.concurrency, profile)
+        took, done = await drain(app, ns.concurrency, ns.prefetch, profile)
         print(
             f"{ack.name:13}  enqueue single {single_rate:8.0f}/s  batch {batch_rate:9.0f}/s  "
             f"drain {done} in {took:.2f} s = {done / took:8.0f}/s"
@@ -126,6 +125,7 @@ if __name__ == "__main__":
     parser.add_argument("--jobs", type=int, default=20_000)
     parser.add_argument("--single", type=int, default=2_000)
     parser.add_argument("--concurrency", type=int, default=100)
+    parser.add_argument("--prefetch", type=int, default=None)
     parser.add_argument("--profile", default=None)
     parser.add_argument("--uvloop", action="store_true")
     parser.add_argument("--rate", type=float, default=500)
