@@ -390,3 +390,27 @@ async def test_a_server_restart_loses_nothing_and_consumers_carry_on(
                     assert delivery.body in bodies and delivery.attempt >= 2
                     await delivery.ack()
         assert await _is_empty(broker, "work")
+
+
+async def test_a_consumer_deleted_on_the_server_is_created_again(
+    broker: NatsBroker, url: str, queue: str
+) -> None:
+    async with reading(broker, queue, ack=Ack.ON_COMPLETION, prefetch=5, lease=60) as inbox:
+        await inbox.nothing_for(0.3, "an empty queue delivered")
+        answer = await raw(url, f"CONSUMER.DELETE.CHUTEJS.q-{queue}")
+        assert answer.get("success") is True, answer
+        await broker.publish(queue, [Outgoing(b"after the delete")])
+        got = await inbox.get(TOLERANCE, "a message published after the consumer was deleted")
+        assert got.body == b"after the delete"
+        await got.ack()
+
+
+async def test_a_broker_can_be_entered_again_after_closing(url: str, queue: str) -> None:
+    broker = NatsBroker(url)
+    for round_ in range(2):
+        async with broker:
+            await broker.publish(queue, [Outgoing(f"r{round_}".encode(), delay=0.2)])
+            async with reading(broker, queue, ack=Ack.ON_COMPLETION, prefetch=1, lease=60) as inbox:
+                got = await inbox.get(TOLERANCE)
+                assert got.body == f"r{round_}".encode()
+                await got.ack()

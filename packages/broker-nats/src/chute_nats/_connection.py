@@ -1,4 +1,4 @@
-"""One NATS connection: connecting, reconnecting, JetStream API calls, and error translation."""
+"""One NATS connection: connecting, reconnecting, JetStream API calls, stored publishes."""
 
 from __future__ import annotations
 
@@ -7,9 +7,8 @@ import itertools
 import json
 import logging
 import secrets
-import time
-from collections.abc import Callable, Generator
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 import nats.errors
@@ -17,6 +16,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from chute.errors import BrokerError, BrokerUnavailable
+from chute_nats._errors import api_error, check_pub_ack, describe, translate
 from chute_nats._settings import Settings
 
 log = logging.getLogger("chute.nats")
@@ -30,31 +30,6 @@ _FOREVER = 24 * 3600
 # The oldest server this package is tested against; older ones lack what it relies on.
 MIN_SERVER = (2, 9)
 
-_UNAVAILABLE = (
-    nats.errors.NoServersError,
-    nats.errors.ConnectionClosedError,
-    nats.errors.ConnectionReconnectingError,
-    nats.errors.OutboundBufferLimitError,
-    nats.errors.StaleConnectionError,
-    nats.errors.TimeoutError,
-    asyncio.TimeoutError,
-    OSError,
-)
-
-
-class ApiError(Exception):
-    """An error answer from the JetStream API."""
-
-    def __init__(self, code: int, err_code: int, description: str) -> None:
-        super().__init__(f"{description} (code {code}, err_code {err_code})")
-        self.code = code
-        self.err_code = err_code
-        self.description = description
-
-
-class NoStream(Exception):
-    """A stored publish found no stream listening on its subject."""
-
 
 class Connection:
     """A NATS client that reconnects forever and tells listeners when it is back."""
@@ -65,6 +40,9 @@ class Connection:
         self._flushes: set[asyncio.Future[None]] = set()
         self._id_prefix = secrets.token_hex(6)
         self._ids = itertools.count()
+        # Confirmations of stored publishes, by the token ending their reply subject.
+        self._acks_prefix = ""
+        self._pending: dict[str, asyncio.Future[Msg]] = {}
         self.reconnected: set[Callable[[], None]] = set()
 
     @property
@@ -88,27 +66,20 @@ class Connection:
     def max_payload(self) -> int:
         return self.nc.max_payload
 
-    @contextmanager
-    def failures(self, queue: str | None, action: str) -> Generator[None]:
+    def failures(self, queue: str | None, action: str) -> AbstractContextManager[None]:
         """Translate driver errors into chute's, naming the URL, the queue and the action."""
         where = f"NATS at {self.settings.safe_url}"
         if queue is not None:
             where += f", queue {queue!r}"
-        try:
-            yield
-        except BrokerError:
-            raise
-        except _UNAVAILABLE as exc:
-            raise BrokerUnavailable(f"{where}: {action} failed: {_describe(exc)}") from exc
-        except (nats.errors.Error, ApiError, NoStream) as exc:
-            raise BrokerError(f"{where}: {action} failed: {_describe(exc)}") from exc
+        return translate(where, action)
 
     async def open(self) -> None:
         settings = self.settings
         nc = Client()
+        self._pending.clear()
 
         async def on_error(exc: Exception) -> None:
-            log.debug("NATS at %s: %s", settings.safe_url, _describe(exc))
+            log.debug("NATS at %s: %s", settings.safe_url, describe(exc))
 
         async def on_disconnect() -> None:
             if self._nc is None:  # closing
@@ -138,6 +109,10 @@ class Connection:
                         reconnected_cb=on_reconnect,
                     ),
                     settings.connect_timeout,
+                )
+                self._acks_prefix = f"{nc.new_inbox()}."
+                await nc.subscribe(  # pyright: ignore[reportUnknownMemberType]
+                    f"{self._acks_prefix}*", cb=self._confirmed
                 )
             except BaseException:
                 await nc.close()
@@ -192,11 +167,11 @@ class Connection:
                 "start nats-server with -js, or use core NATS with ?jetstream=false"
             ) from None
         answer: dict[str, Any] = json.loads(msg.data)
-        error = answer.get("error")
+        error = api_error(answer)
         if error is not None:
-            if missing_ok and error.get("code") == 404:
+            if missing_ok and error.code == 404:
                 return {}
-            raise ApiError(error.get("code", 0), error.get("err_code", 0), error["description"])
+            raise error
         return answer
 
     def message_id(self) -> str:
@@ -204,30 +179,53 @@ class Connection:
         return f"{self._id_prefix}{next(self._ids):x}"
 
     async def store(self, subject: str, body: bytes, headers: dict[str, str]) -> None:
-        """Publish to a stream and wait for the server's confirmation that it is stored.
+        """Publish one message to a stream; see :meth:`store_many`."""
+        await self.store_many([(subject, body, headers)])
 
-        ``headers`` must hold a ``Nats-Msg-Id``: a request lost with a dying connection is
-        sent again, and the id lets the stream drop the second copy if the first was stored.
+    async def store_many(self, messages: Sequence[tuple[str, bytes, dict[str, str]]]) -> None:
+        """Publish ``(subject, body, headers)`` messages to streams, confirmed as stored.
+
+        All are sent at once and their confirmations awaited together on one inbox. Each
+        message's headers must hold a ``Nats-Msg-Id``: one left unconfirmed after a few
+        seconds (lost, say, with a dying connection) is sent again, and the id lets the stream
+        drop the second copy if the first was stored after all.
 
         Raises:
-            NoStream: no stream captures ``subject``.
-            ApiError: the stream refused the message.
-            nats.errors.TimeoutError: no confirmation within ``request_timeout``.
+            NoStream: no stream captures a subject.
+            ApiError: a stream refused a message.
+            nats.errors.TimeoutError: some were not confirmed within ``request_timeout``.
         """
-        deadline = time.monotonic() + self.settings.request_timeout
-        while True:
-            remaining = deadline - time.monotonic()
+        nc = self.nc
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.request_timeout
+        todo = list(messages)
+        while todo:
+            waiting: dict[str, tuple[asyncio.Future[Msg], tuple[str, bytes, dict[str, str]]]] = {}
             try:
-                msg = await self.nc.request(
-                    subject, body, timeout=min(remaining, _ATTEMPT), headers=headers
-                )
-                break
-            except nats.errors.NoRespondersError:
-                raise NoStream(subject) from None
-            except nats.errors.TimeoutError:
-                if deadline - time.monotonic() <= 0:
-                    raise
-        _check_pub_ack(msg)
+                for message in todo:
+                    token = f"{next(self._ids):x}"
+                    future: asyncio.Future[Msg] = loop.create_future()
+                    self._pending[token] = future
+                    waiting[token] = (future, message)
+                    subject, body, headers = message
+                    await nc.publish(subject, body, self._acks_prefix + token, headers)
+                attempt = min(_ATTEMPT, deadline - loop.time())
+                if attempt > 0:
+                    await asyncio.wait([f for f, _ in waiting.values()], timeout=attempt)
+            finally:
+                for token in waiting:
+                    self._pending.pop(token, None)
+            todo = [message for future, message in waiting.values() if not future.done()]
+            for future, _ in waiting.values():
+                if future.done():
+                    check_pub_ack(future.result())
+            if todo and loop.time() >= deadline:
+                raise nats.errors.TimeoutError
+
+    async def _confirmed(self, msg: Msg) -> None:
+        future = self._pending.pop(msg.subject[len(self._acks_prefix) :], None)
+        if future is not None and not future.done():
+            future.set_result(msg)
 
     async def send(self, subject: str, payload: bytes = b"") -> None:
         """Publish a protocol message (ack, nak, progress) only while connected.
@@ -256,18 +254,3 @@ def delivery_info(reply: str) -> tuple[int, str]:
     if len(tokens) == 9:
         return int(tokens[4]), tokens[5]
     return int(tokens[6]), tokens[7]
-
-
-def _check_pub_ack(msg: Msg) -> None:
-    if not msg.data:
-        status = (msg.headers or {}).get("Status", "?")
-        raise ApiError(int(status) if status.isdigit() else 0, 0, "empty publish acknowledgement")
-    answer: dict[str, Any] = json.loads(msg.data)
-    error = answer.get("error")
-    if error is not None:
-        raise ApiError(error.get("code", 0), error.get("err_code", 0), error["description"])
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -87,6 +87,7 @@ class Puller:
         self.consumer = consumer
         self.on_message = on_message
         self.wake = wake
+        # Set when the consumer may be missing on the server: check, and create it again.
         self.gone = False
         self._requests: dict[int, _Request] = {}
         self._count = 0
@@ -102,7 +103,10 @@ class Puller:
         total = 0
         for request in self._requests.values():
             if request.open and request.deadline <= now:
+                # The server never answered: the consumer may have been deleted meanwhile
+                # (a request to a missing consumer gets no answer at all).
                 request.open = False
+                self.gone = True
             if request.open:
                 total += request.batch - request.received
         return total

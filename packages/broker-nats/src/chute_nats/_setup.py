@@ -12,13 +12,15 @@ from typing import Any
 
 from chute.broker import QueueStats, dead_queue
 from chute.errors import BrokerConfigConflict
-from chute_nats._connection import ApiError, Connection, NoStream
+from chute_nats._connection import Connection
+from chute_nats._errors import ApiError, NoStream
 from chute_nats._settings import MSG_ID, Settings, consumer_name
 
 _NS = 1_000_000_000
 # A delayed message is only held while it is moved to its queue, which takes milliseconds.
 DELAY_ACK_WAIT = 30.0
 _SUBJECTS_OVERLAP = 10065
+_STREAM_NOT_FOUND = 10059
 
 
 def _seconds(ns: Any) -> str:
@@ -92,16 +94,22 @@ async def ensure_stream(conn: Connection) -> None:
 
 
 async def store(conn: Connection, subject: str, body: bytes, headers: dict[str, str]) -> None:
-    """Store one message, creating the stream first if it has gone missing.
+    """Store one message; see :func:`store_many`."""
+    await store_many(conn, [(subject, body, headers)])
 
-    ``headers`` gets a fresh ``Nats-Msg-Id`` unless it has one.
+
+async def store_many(conn: Connection, messages: list[tuple[str, bytes, dict[str, str]]]) -> None:
+    """Store messages, creating the stream first if it has gone missing.
+
+    Each message's headers get a fresh ``Nats-Msg-Id`` unless they have one.
     """
-    headers.setdefault(MSG_ID, conn.message_id())
+    for _, _, headers in messages:
+        headers.setdefault(MSG_ID, conn.message_id())
     try:
-        await conn.store(subject, body, headers)
+        await conn.store_many(messages)
     except NoStream:
         await ensure_stream(conn)
-        await conn.store(subject, body, headers)
+        await conn.store_many(messages)
 
 
 async def ensure_consumer(conn: Connection, kind: str, queue: str) -> str:
@@ -112,9 +120,14 @@ async def ensure_consumer(conn: Connection, kind: str, queue: str) -> str:
     path = f"{settings.stream}.{name}"
     info = await conn.api(f"CONSUMER.INFO.{path}", missing_ok=True)
     if not info:
-        info = await conn.api(
-            f"CONSUMER.DURABLE.CREATE.{path}", {"stream_name": settings.stream, "config": wanted}
-        )
+        create = {"stream_name": settings.stream, "config": wanted}
+        try:
+            info = await conn.api(f"CONSUMER.DURABLE.CREATE.{path}", create)
+        except ApiError as exc:
+            if exc.err_code != _STREAM_NOT_FOUND:
+                raise
+            await ensure_stream(conn)
+            info = await conn.api(f"CONSUMER.DURABLE.CREATE.{path}", create)
     check_consumer(settings, queue, info["config"], wanted)
     return name
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
@@ -25,7 +24,7 @@ __all__ = ["NatsBroker"]
 # Room left in the server's payload limit for the headers chute adds to copies.
 _HEADER_ROOM = 1024
 # How many stored publishes wait for their confirmation at once.
-_WINDOW = 256
+_WINDOW = 1000
 
 
 class NatsBroker:
@@ -132,15 +131,11 @@ class NatsBroker:
             now = time.time()
             for start in range(0, len(messages), _WINDOW):
                 window = messages[start : start + _WINDOW]
-                results = await asyncio.gather(
-                    *(self._store(queue, message, now) for message in window),
-                    return_exceptions=True,
-                )
-                for result in results:
-                    if isinstance(result, BaseException):
-                        raise result
+                await _setup.store_many(self._conn, [self._prepare(queue, m, now) for m in window])
 
-    async def _store(self, queue: str, message: Outgoing, now: float) -> None:
+    def _prepare(
+        self, queue: str, message: Outgoing, now: float
+    ) -> tuple[str, bytes, dict[str, str]]:
         settings = self.settings
         headers: dict[str, str] = {}
         subject = settings.ready_subject(queue)
@@ -149,7 +144,7 @@ class NatsBroker:
             subject = settings.delayed_subject(queue)
         if message.key is not None:
             headers[MSG_ID] = f"{queue}:{message.key}"
-        await _setup.store(self._conn, subject, message.body, headers)
+        return subject, message.body, headers
 
     @asynccontextmanager
     async def consume(
