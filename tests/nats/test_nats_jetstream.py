@@ -414,3 +414,92 @@ async def test_a_broker_can_be_entered_again_after_closing(url: str, queue: str)
                 got = await inbox.get(TOLERANCE)
                 assert got.body == f"r{round_}".encode()
                 await got.ack()
+
+
+async def test_a_lease_shorter_than_the_ack_wait_lasts_the_ack_wait(
+    broker: NatsBroker, url: str, queue: str
+) -> None:
+    await broker.publish(queue, [Outgoing(b"short")])
+    async with reading(broker, queue, ack=Ack.ON_COMPLETION, prefetch=1, lease=0.5) as a:
+        await a.get(TOLERANCE)
+        taken = time.monotonic()
+        async with (
+            NatsBroker(url) as other,
+            reading(other, queue, ack=Ack.ON_COMPLETION, prefetch=1, lease=60) as b,
+        ):
+            arrived, again = await b.get_timed(ACK_WAIT + TOLERANCE, "a redelivery")
+            assert arrived >= taken + ACK_WAIT - 0.2
+            assert again.attempt == 2
+            await again.ack()
+
+
+async def test_an_idle_consumer_waits_in_one_long_pull_request(
+    broker: NatsBroker, queue: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chute_nats import _pull
+
+    asked: list[int] = []
+    request = _pull.Puller.request
+
+    async def counting(self: _pull.Puller, batch: int) -> None:
+        asked.append(batch)
+        await request(self, batch)
+
+    monkeypatch.setattr(_pull.Puller, "request", counting)
+    async with reading(broker, queue, ack=Ack.ON_COMPLETION, prefetch=5, lease=60) as inbox:
+        await inbox.nothing_for(2.0, "an empty queue delivered")
+    # One request for the queue and one for its delayed messages, for the whole wait.
+    assert asked == [64, 5] or asked == [5, 64], asked
+
+
+@pytest.mark.skipif(not can_cut_connections(), reason="cutting connections needs root and ss")
+async def test_a_settlement_while_disconnected_raises_and_the_message_comes_back(
+    broker: NatsBroker, queue: str
+) -> None:
+    await broker.publish(queue, [Outgoing(b"unsettled")])
+    async with reading(broker, queue, ack=Ack.ON_COMPLETION, prefetch=1, lease=60) as inbox:
+        held = await inbox.get(TOLERANCE)
+        await cut(broker)
+        with anyio.fail_after(TOLERANCE):
+            while broker._conn.connected:  # pyright: ignore[reportPrivateUsage]
+                await anyio.sleep(0.001)
+        with pytest.raises(BrokerUnavailable, match="not connected"):
+            await held.ack()
+        again = await inbox.get(ACK_WAIT + 2 * TOLERANCE, "the message whose ack was refused")
+        assert (again.body, again.attempt) == (b"unsettled", 2)
+        await again.ack()
+
+
+@pytest.mark.skipif(not can_cut_connections(), reason="cutting connections needs root and ss")
+async def test_a_publish_cut_off_midway_stores_every_message_once(
+    broker: NatsBroker, queue: str
+) -> None:
+    bodies = [f"m{i:05d}".encode() for i in range(3000)]
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(broker.publish, queue, [Outgoing(b) for b in bodies])
+        await anyio.sleep(0.02)
+        await cut(broker)
+    assert await broker.stats(queue) == QueueStats(len(bodies), 0, 0, 0)
+    got: list[bytes] = []
+    async with reading(broker, queue, ack=Ack.ON_RECEIPT, prefetch=500, lease=60) as inbox:
+        for _ in bodies:
+            delivery = await inbox.get(TOLERANCE, f"delivery {len(got)}")
+            got.append(delivery.body)
+            await delivery.ack()
+    assert sorted(got) == bodies
+
+
+async def test_a_deleted_stream_is_created_again(nats_url: str) -> None:
+    url = with_options(nats_url, namespace=f"ds{uuid.uuid4().hex[:8]}", ack_wait=ACK_WAIT)
+    try:
+        async with NatsBroker(url) as broker:
+            await drop_stream(url)
+            await broker.publish("jobs", [Outgoing(b"after the delete")])
+            async with reading(
+                broker, "jobs", ack=Ack.ON_COMPLETION, prefetch=1, lease=60
+            ) as inbox:
+                got = await inbox.get(TOLERANCE)
+                assert got.body == b"after the delete"
+                await got.ack()
+    finally:
+        await drop_stream(url)
