@@ -44,6 +44,8 @@ ATTEMPTS_HEADER = "x-chute-attempts"
 _RECONNECT_MAX = 2.0
 # Seconds between the last ack and the cancel of a closing consumer (see PushConsumer.close).
 _QUIET = 0.2
+# Seconds an idle consumer waits before checking that its queue still exists.
+_IDLE_CHECK = 5.0
 
 
 def _int(value: object) -> int:
@@ -347,7 +349,21 @@ class PushConsumer(Consumer):
                     await self._give_back(delivery)
                     continue
                 return self._yield(delivery)
-            await self.signal.wait()
+            with anyio.move_on_after(_IDLE_CHECK) as idle:
+                await self.signal.wait()
+            if idle.cancelled_caught and not self.buffer:
+                await self._check_subscribed()
+
+    async def _check_subscribed(self) -> None:
+        # RabbitMQ 3.10 does not tell the consumers of a deleted quorum queue: while idle, make
+        # sure the queue still exists and has consumers, else subscribe again.
+        try:
+            count = await self.broker.topology.consumers(self.queue)
+        except BrokerUnavailable:
+            return  # the channel's own closure says more
+        if not count:
+            self.cancelled = True
+            self.broker.topology.forget(self.queue)
 
     async def _close_quietly(self, channel: Channel) -> None:
         self._retired.add(channel)
@@ -395,6 +411,13 @@ class PullConsumer(Consumer):
     def __init__(self, broker: RabbitBroker, queue: str, prefetch: int) -> None:
         super().__init__(broker, queue, prefetch)
         self.bell: RabbitDelivery | None = None
+        self.dropped = False  # the server cancelled the waiting consumer (queue deleted)
+
+    def _on_cancel(self, frame: Any) -> None:
+        del frame
+        self.dropped = True
+        self.broker.topology.forget(self.queue)
+        self.signal.notify()
 
     async def open(self) -> None:
         link = self.broker.link
@@ -402,6 +425,7 @@ class PullConsumer(Consumer):
         channel = await link.open_channel()
         with link.errors(self.queue, "starting a consumer"):
             await channel.basic_qos(prefetch_count=1)
+        channel.on_consumer_cancel_callbacks.add(self._on_cancel)
         _when_closed(channel, self.signal.notify)
         self.channel = channel
 
@@ -451,14 +475,18 @@ class PullConsumer(Consumer):
                 self.bell = RabbitDelivery(self, message, channel)
             self.signal.notify()
 
+        self.dropped = False
         try:
             with self.broker.link.errors(self.queue, "waiting for a message"):
                 ok = await channel.basic_consume(self.queue, arrived, no_ack=False)
         except BrokerError:
             return  # the loop reopens the channel or redeclares the queue
         try:
-            while self.bell is None and not channel.is_closed:
-                await self.signal.wait()
+            # Wakes now and then: RabbitMQ 3.10 does not cancel the consumers of a deleted
+            # quorum queue, and the next basic.get notices it.
+            with anyio.move_on_after(_IDLE_CHECK):
+                while self.bell is None and not channel.is_closed and not self.dropped:
+                    await self.signal.wait()
         finally:
             with anyio.CancelScope(shield=True):
                 if not channel.is_closed and ok.consumer_tag is not None:

@@ -90,6 +90,15 @@ class Link:
             yield
         except BrokerError:
             raise
+        except asyncio.CancelledError as exc:
+            task = asyncio.current_task()
+            if task is None or task.cancelling():
+                raise
+            # Not a cancellation of ours: the driver fails what was waiting on a channel or
+            # connection the server closed with CancelledError.
+            raise BrokerUnavailable(
+                f"{where}: {action} failed, connection lost: {server_text(exc)}"
+            ) from exc
         except aiormq.exceptions.ChannelPreconditionFailed as exc:
             text = server_text(exc)
             found = _INEQUIVALENT.search(text)

@@ -151,6 +151,15 @@ class Topology:
             except aiormq.exceptions.ChannelNotFoundEntity:
                 return None
 
+    async def consumers(self, queue: str) -> int | None:
+        """Consumers subscribed to ``queue``, or ``None`` if it does not exist."""
+        channel = await self._probe_channel()
+        with self.link.errors(queue, "checking the queue"):
+            try:
+                return (await channel.queue_declare(queue, passive=True)).consumer_count or 0
+            except aiormq.exceptions.ChannelNotFoundEntity:
+                return None
+
     async def ladder_counts(self, queue: str, *, purge: bool = False) -> list[int]:
         """What each existing level of ``queue``'s ladder holds (emptying them if asked)."""
         counts: list[int] = []
