@@ -14,13 +14,13 @@ from rabbitmq_server import SERVER_CONSUMER_TIMEOUT, cut, delete_queues, rabbitm
 
 import chute_rabbitmq
 from chute.broker import Ack, Outgoing, QueueStats, dead_queue
-from chute.errors import BrokerConfigConflict, BrokerUnavailable, ConfigurationError
+from chute.errors import BrokerConfigConflict, BrokerError, BrokerUnavailable, ConfigurationError
 from chute.plugins import broker_from_url
 from chute.testing._tools import reading
 from chute_rabbitmq import RabbitBroker
 from chute_rabbitmq._broker import LONGEST_CONSUMER_TIMEOUT_MS, PER_CONSUMER_TIMEOUT
 from chute_rabbitmq._consumer import _IDLE_CHECK  # pyright: ignore[reportPrivateUsage]
-from chute_rabbitmq._topology import level_queue
+from chute_rabbitmq._topology import level_exchange, level_queue
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.anyio]
 
@@ -255,6 +255,30 @@ async def consumers_of(url: str, queue: str) -> int:
         return 0
     finally:
         await conn.close()
+
+
+async def test_a_copy_that_cannot_be_published_puts_the_original_back(
+    broker: RabbitBroker, rabbitmq_url: str, queue: str
+) -> None:
+    later = 1100.0  # 1,100,000 ms: enters the ladder at level 20
+    await broker.publish(queue, [Outgoing(b"x", later)])
+    await broker.purge(queue)
+    await broker.publish(queue, [Outgoing(b"job")])
+    async with reading(broker, queue, ack=Ack.ON_COMPLETION, prefetch=1, lease=60) as inbox:
+        first = await inbox.get(TOLERANCE)
+        # Break the ladder behind the broker's back: the retry's copy cannot be published.
+        # Brokers created later declare it again.
+        conn = await aio_pika.connect(rabbitmq_url)
+        try:
+            await (await conn.channel()).exchange_delete(level_exchange(20))
+        finally:
+            await conn.close()
+        with pytest.raises(BrokerError, match=repr(queue)):
+            await first.retry(later)
+        again = await inbox.get(TOLERANCE, "the original, put back")
+        assert again.body == b"job"
+        assert again.attempt == first.attempt + 1
+        await again.ack()
 
 
 async def test_acks_are_flushed_by_a_clean_close(url: str, queue: str) -> None:
