@@ -103,9 +103,9 @@ async def _leased(broker: Broker, queue: str, limit: int) -> AsyncGenerator[list
         yield []
         return
     taken: list[Delivery] = []
-    async with broker.consume(
-        dead_queue(queue), ack=Ack.ON_COMPLETION, prefetch=wanted, lease=60
-    ) as deliveries:
+    # Leased where the broker can; otherwise what is read is given back by release().
+    mode = Ack.ON_COMPLETION if Ack.ON_COMPLETION in broker.capabilities.acks else Ack.ON_RECEIPT
+    async with broker.consume(dead_queue(queue), ack=mode, prefetch=wanted, lease=60) as deliveries:
         # Counts may lag behind a broker's reality: stop once the queue stays dry a moment.
         with anyio.move_on_after(2.0) as scope:
             async for delivery in deliveries:
