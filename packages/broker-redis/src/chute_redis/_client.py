@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import secrets
@@ -114,13 +115,29 @@ async def run_script(
     """``EVALSHA`` the script; on ``NOSCRIPT`` (a new, flushed or failed-over server) send
     it whole with ``EVAL``, which also caches it on the node that holds the keys. Safe to
     repeat: a script Redis did not know never ran."""
-    if keys and isinstance(client, RedisCluster):
-        await drop_closed_connections(client, keys[0])
-    call: Any = client.execute_command  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
+    if isinstance(client, RedisCluster):
+        if keys:
+            await drop_closed_connections(client, keys[0])
+        call: Any = client.execute_command
+    else:
+        call = functools.partial(_direct, client.connection_pool)
     try:
         return await call("EVALSHA", script.sha, len(keys), *keys, *args)
     except rex.NoScriptError:
         return await call("EVAL", script.source, len(keys), *keys, *args)
+
+
+async def _direct(pool: aioredis.ConnectionPool, *args: Arg) -> Any:
+    """One command on a pooled connection, without the client's retry and instrumentation
+    layers: the same pool checks (a connection the server closed is replaced before use),
+    at half the cost per call, which single-job enqueues feel."""
+    connection: Any = await pool.get_connection()
+    try:
+        # Both calls disconnect on any failure, so no half-read reply stays in the pool.
+        await connection.send_packed_command(connection.pack_command(*args), check_health=False)
+        return await connection.read_response()
+    finally:
+        await pool.release(connection)
 
 
 async def drop_closed_connections(client: RedisCluster, key: str) -> None:
