@@ -92,7 +92,7 @@ async def jetstream(ns: argparse.Namespace) -> None:
 
 async def core(ns: argparse.Namespace) -> None:
     """Core NATS keeps nothing for absent workers: start the worker, then publish."""
-    app, task = build(ns.url, Ack.ON_RECEIPT, jetstream=False)
+    app, _ = build(ns.url, Ack.ON_RECEIPT, jetstream=False)
     worker = Worker(app, concurrency=ns.concurrency)
     producer, ptask = build(ns.url, Ack.ON_RECEIPT, jetstream=False)
     async with anyio.create_task_group() as tg, producer:

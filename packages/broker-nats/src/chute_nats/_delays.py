@@ -93,7 +93,13 @@ class Mover:
             if self._inbox:
                 batch = list(self._inbox)
                 self._inbox.clear()
-                await asyncio.gather(*(self._handle(msg) for msg in batch))
+                results = await asyncio.gather(
+                    *(self._handle(msg) for msg in batch), return_exceptions=True
+                )
+                failed = [r for r in results if isinstance(r, Exception)]
+                if failed:
+                    # Those messages come back after the delayed consumer's ack wait.
+                    raise failed[0]
                 return
             if self._puller.outstanding() == 0 and self.conn.connected:
                 await self._puller.request(_BATCH)
