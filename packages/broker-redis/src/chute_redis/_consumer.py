@@ -221,7 +221,7 @@ class Consumer:
         ops, self.ops = self.ops, []
         try:
             await self._call(acks, ops, 0, self._token)
-        except rex.RedisError as exc:
+        except (rex.RedisError, OSError) as exc:
             fail(exc, self.broker.url, self.queue)
 
     async def listen(self) -> None:
