@@ -93,7 +93,12 @@ class JsConsumer:
                 await self._take()
             ready = self._ready if receipt else self._buffer
             if ready:
-                yield ready.popleft()
+                delivery = ready.popleft()
+                if delivery.on_server and delivery.stale():
+                    # Left unread past its lease: it may be running elsewhere by now.
+                    delivery.drop()
+                    continue
+                yield delivery
             elif not (receipt and self._confirming):
                 await self._fill()
 
