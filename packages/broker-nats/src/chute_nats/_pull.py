@@ -34,7 +34,7 @@ _GRACE = 5.0
 
 
 class Signal:
-    """A wake-up for one waiting task; set before the wait is not lost."""
+    """A wake-up for one waiting task; a ``set()`` that comes before ``wait()`` is kept."""
 
     __slots__ = ("_event",)
 
@@ -124,11 +124,10 @@ class Puller:
         """Unsubscribe from requests that can deliver nothing more."""
         now = time.monotonic()
         for token, request in list(self._requests.items()):
-            if request.sub is not None and (
-                request.received >= request.batch or request.deadline <= now
-            ):
+            if request.received >= request.batch or request.deadline <= now:
                 del self._requests[token]
-                await request.sub.unsubscribe()
+                if request.sub is not None:
+                    await request.sub.unsubscribe()
 
     async def request(self, batch: int) -> None:
         await self._tidy()
