@@ -22,7 +22,8 @@ from chute_redis._client import (
     split_url,
     translated,
 )
-from chute_redis._consumer import Consumer, RedisDelivery
+from chute_redis._consumer import Consumer
+from chute_redis._delivery import RedisDelivery
 from chute_redis._scripts import PUBLISH, PURGE, STATS, Keys
 
 __all__ = ["RedisBroker"]
