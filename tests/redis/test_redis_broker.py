@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import statistics
 import time
 import uuid
@@ -22,7 +23,7 @@ from chute.errors import (
     ConfigurationError,
 )
 from chute.testing._tools import eventually, reading  # pyright: ignore[reportPrivateUsage]
-from chute_redis import RedisBroker
+from chute_redis import RedisBroker, _consumer
 from chute_redis._client import run_script
 from chute_redis._scripts import Script
 
@@ -355,3 +356,33 @@ async def test_a_key_of_another_type_stops_the_consumer_with_a_config_conflict(
     with pytest.raises(BrokerConfigConflict, match=queue):
         async with broker.consume(queue, ack=Ack.ON_COMPLETION, prefetch=1, lease=30) as it:
             await anext(it)
+
+
+async def test_a_silent_wake_up_link_is_pinged_and_replaced(
+    private_redis: PrivateRedis, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_consumer, "PING_EVERY", 0.3)
+    caplog.set_level(logging.WARNING, logger="chute.redis")
+    assert private_redis.proc is not None
+    async with (
+        RedisBroker(private_redis.url, socket_timeout=2) as broker,
+        reading(broker, "q", ack=Ack.ON_COMPLETION, prefetch=1, lease=30) as inbox,
+    ):
+        # A frozen server keeps its connections open but answers nothing, like a dead peer.
+        private_redis.proc.send_signal(signal.SIGSTOP)
+        try:
+            await eventually(
+                lambda: _true("no answer to PING" in caplog.text), 10, "the ping going unanswered"
+            )
+        finally:
+            private_redis.proc.send_signal(signal.SIGCONT)
+        with anyio.fail_after(15):
+            while True:
+                try:
+                    await broker.publish("q", [Outgoing(b"awake")])
+                    break
+                except BrokerUnavailable:
+                    await anyio.sleep(0.1)
+        got = await inbox.get(15, "the message published after the freeze")
+        assert got.body == b"awake"
+        await got.ack()
