@@ -5,5 +5,6 @@
 """
 
 from chute_nats.broker import NatsBroker
+from chute_nats.store import NatsStore
 
-__all__ = ["NatsBroker"]
+__all__ = ["NatsBroker", "NatsStore"]
