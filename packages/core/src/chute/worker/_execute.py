@@ -27,7 +27,7 @@ from chute.resources import Resources
 from chute.signals import Retry
 from chute.store import Store
 from chute.task import AsyncTask, Task
-from chute.worker._bookkeeping import Bookkeeping
+from chute.worker._bookkeeping import SLOT_HEADER, Bookkeeping
 from chute.worker._leases import Leases
 
 log = logging.getLogger("chute.worker")
@@ -112,7 +112,7 @@ class Executor:
                 queue, delivery, envelope, dead.BAD_ARGUMENTS, error=str(exc), task=task
             )
             return
-        if not await self.books.first_of_slot(envelope):
+        if SLOT_HEADER in envelope.headers and not await self.books.first_of_slot(envelope):
             log.warning(
                 "task %s job %s is a second copy of a scheduled slot; skipped", task.name,
                 envelope.id,
@@ -145,7 +145,10 @@ class Executor:
             envelope.enqueued_at,
             envelope.headers,
         )
-        await self.books.started(envelope, task, delivery.attempt)
+        # Jobs nobody asks about cost no store round trips, nor the awaits to decide that.
+        booked = task.opts.keep_result is not None or envelope.key is not None
+        if booked:
+            await self.books.started(envelope, task, delivery.attempt)
         try:
             value = await self._call(task, args, kwargs)
         except anyio.get_cancelled_exc_class():
@@ -155,12 +158,17 @@ class Executor:
         except Exception as exc:
             await self._failed(queue, delivery, envelope, task, exc, None)
         else:
-            await self.books.succeeded(envelope, task, delivery.attempt, value)
+            if booked:
+                await self.books.succeeded(envelope, task, delivery.attempt, value)
             await delivery.ack()
             self.counts.succeeded += 1
-            log.debug(
-                "task %s job %s succeeded on attempt %d", task.name, envelope.id, delivery.attempt
-            )
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug(
+                    "task %s job %s succeeded on attempt %d",
+                    task.name,
+                    envelope.id,
+                    delivery.attempt,
+                )
         finally:
             reset_current_job(token)
 

@@ -150,7 +150,7 @@ class Worker:
         self, broker: Broker, executor: Executor, leases: Leases, shortest: float
     ) -> None:
         assert self._stop is not None
-        async with AsyncExitStack() as consumers, anyio.create_task_group() as runners:
+        async with AsyncExitStack() as consumers:
             streams = [
                 (
                     queue,
@@ -165,38 +165,39 @@ class Worker:
                 )
                 for queue in self.queues
             ]
-            # A fixed pool of runners, one per unit of concurrency: cheaper than a task per job.
-            for _ in range(self.concurrency):
-                runners.start_soon(self._runner, executor)
-            heartbeat = anyio.CancelScope()
-            async with anyio.create_task_group() as intake:
-                for queue, stream in streams:
-                    intake.start_soon(self._pull, queue, stream, leases)
-                intake.start_soon(leases.run, shortest)
-                if self.burst:
-                    intake.start_soon(self._watch_drained, broker)
-                if self._schedule is not None:
-                    intake.start_soon(self._schedule.run)
-                await self._stop.wait()
-                # Stop taking jobs, but keep the heartbeat beating for the jobs still held.
-                intake.cancel_scope.cancel()
-                runners.start_soon(self._beat, leases, shortest, heartbeat)
-            self._stopping = True
-            for idle in self._idle_runners:
-                idle.set()
-            await self._release_waiting(executor)
-            with anyio.move_on_after(self.grace):
-                while self._running:
-                    await self._idle.wait()
-            if self._running:
-                log.warning(
-                    "%d job(s) still running after the %.0f s grace period; cancelling and "
-                    "releasing them",
-                    self._running,
-                    self.grace,
-                )
-            runners.cancel_scope.cancel()
-            heartbeat.cancel()
+            async with anyio.create_task_group() as runners:
+                # A fixed pool of runners, one per unit of concurrency: cheaper than a task per job.
+                for _ in range(self.concurrency):
+                    runners.start_soon(self._runner, executor)
+                heartbeat = anyio.CancelScope()
+                async with anyio.create_task_group() as intake:
+                    for queue, stream in streams:
+                        intake.start_soon(self._pull, queue, stream, leases)
+                    intake.start_soon(leases.run, shortest)
+                    if self.burst:
+                        intake.start_soon(self._watch_drained, broker)
+                    if self._schedule is not None:
+                        intake.start_soon(self._schedule.run)
+                    await self._stop.wait()
+                    # Stop taking jobs, but keep the heartbeat beating for the jobs still held.
+                    intake.cancel_scope.cancel()
+                    runners.start_soon(self._beat, leases, shortest, heartbeat)
+                self._stopping = True
+                for idle in self._idle_runners:
+                    idle.set()
+                await self._release_waiting(executor)
+                with anyio.move_on_after(self.grace):
+                    while self._running:
+                        await self._idle.wait()
+                if self._running:
+                    log.warning(
+                        "%d job(s) still running after the %.0f s grace period; cancelling and "
+                        "releasing them",
+                        self._running,
+                        self.grace,
+                    )
+                runners.cancel_scope.cancel()
+                heartbeat.cancel()
 
     async def _beat(self, leases: Leases, shortest: float, scope: anyio.CancelScope) -> None:
         with scope:
