@@ -4,5 +4,6 @@ See :class:`RedisBroker` for the options and ``docs/brokers/redis.md`` for the g
 """
 
 from chute_redis.broker import RedisBroker
+from chute_redis.store import RedisStore
 
-__all__ = ["RedisBroker"]
+__all__ = ["RedisBroker", "RedisStore"]
