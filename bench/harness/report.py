@@ -178,32 +178,42 @@ def _show(row: Row | None) -> str:
     return f"`{row.system.id}` {figure}"
 
 
-def _summary(results: list[dict[str, Any]], workloads: list[Workload]) -> list[str]:
+def _summary(
+    results: list[dict[str, Any]], workloads: list[Workload], by_server: bool = False
+) -> list[str]:
     lines = [
-        "| workload | semantics | best chute | best peer | chute vs best peer |",
-        "|---|---|---|---|---|",
+        "| workload | server | semantics | chute | best peer | chute vs best peer |"
+        if by_server
+        else "| workload | semantics | best chute | best peer | chute vs best peer |",
+        "|---|---|---|---|---|---|" if by_server else "|---|---|---|---|---|",
     ]
     for workload in workloads:
-        rows = _rows(results, workload)
-        for semantics in ("at-least-once", "at-most-once"):
-            mine = [
-                r
-                for r in rows
-                if r.system.project == "chute"
-                and r.system.semantics == semantics
-                and r.median is not None
-            ]
-            chute, peer = _best(mine), _best_peer(rows, semantics)
-            if chute is None and peer is None:
-                continue
-            adv = _advantage(chute, peer) if chute else None
-            ratio = "–" if adv is None else f"{adv:.2f}×"
-            if workload.id == "w4" and chute and peer:
-                p99 = _advantage(chute, peer, "p99")
-                ratio += f" (p99: {p99:.2f}×)" if p99 else ""
-            lines.append(
-                f"| {workload.title} | {semantics} | {_show(chute)} | {_show(peer)} | {ratio} |"
-            )
+        every = _rows(results, workload)
+        servers = sorted({r.system.broker for r in every} - {"none"}) if by_server else [""]
+        for server in servers:
+            rows = [r for r in every if r.system.broker == server] if by_server else every
+            lines += _summary_lines(workload, rows, server)
+    return lines
+
+
+def _summary_lines(workload: Workload, rows: list[Row], server: str) -> list[str]:
+    lines: list[str] = []
+    for semantics in ("at-least-once", "at-most-once"):
+        mine = [r for r in rows if r.system.project == "chute" and r.system.semantics == semantics]
+        peer = _best_peer(rows, semantics)
+        if not mine or peer is None:
+            continue
+        chute = _best([r for r in mine if r.median is not None])
+        adv = _advantage(chute, peer) if chute else None
+        ratio = "–" if adv is None else f"{adv:.2f}×"
+        if workload.id == "w4" and chute:
+            p99 = _advantage(chute, peer, "p99")
+            ratio += f" (p99: {p99:.2f}×)" if p99 else ""
+        shown = _show(chute) if chute else "no successful run"
+        where = f" {server} |" if server else ""
+        lines.append(
+            f"| {workload.title} |{where} {semantics} | {shown} | {_show(peer)} | {ratio} |"
+        )
     return lines
 
 
@@ -238,6 +248,12 @@ def render(meta: dict[str, Any], results: list[dict[str, Any]], method: str) -> 
         "less memory), below 1× it is worse.",
         "",
         *_summary(results, [w for w in WORKLOADS if w.id in meta["workloads"]]),
+        "",
+        "## The same, server by server",
+        "",
+        "chute on each server against the best peer on that same server and semantics.",
+        "",
+        *_summary(results, [w for w in WORKLOADS if w.id in meta["workloads"]], by_server=True),
         "",
         "## Results per workload",
         "",
