@@ -19,7 +19,7 @@ from chute.plugins import broker_from_url
 from chute.testing._tools import reading
 from chute_rabbitmq import RabbitBroker
 from chute_rabbitmq._broker import LONGEST_CONSUMER_TIMEOUT_MS, PER_CONSUMER_TIMEOUT
-from chute_rabbitmq._consumer import _IDLE_CHECK  # pyright: ignore[reportPrivateUsage]
+from chute_rabbitmq._consumer import IDLE_CHECK
 from chute_rabbitmq._topology import level_exchange, level_queue
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.anyio]
@@ -237,7 +237,7 @@ async def test_consumer_recovers_when_its_queue_is_deleted(
         await delete_queues(rabbitmq_url, [queue])
         # RabbitMQ 3.10 does not cancel consumers of a deleted quorum queue: the idle consumer
         # finds out by itself, declares the queue again and subscribes to it.
-        with anyio.fail_after(2 * _IDLE_CHECK + TOLERANCE):
+        with anyio.fail_after(2 * IDLE_CHECK + TOLERANCE):
             while await consumers_of(rabbitmq_url, queue) < 1:
                 await anyio.sleep(0.1)
         await broker.publish(queue, [Outgoing(b"after")])

@@ -20,8 +20,10 @@ from pamqp.common import FieldTable
 from chute.broker import Ack, Capabilities, Outgoing, QueueStats, dead_queue
 from chute.errors import BrokerConfigConflict, BrokerError, ConfigurationError
 from chute.plugins import redact_url
-from chute_rabbitmq._consumer import ATTEMPTS_HEADER, Consumer, RabbitDelivery, consumer_for
+from chute_rabbitmq._consumer import ATTEMPTS_HEADER, Consumer, RabbitDelivery
 from chute_rabbitmq._link import Channel, Link
+from chute_rabbitmq._pull import PullConsumer
+from chute_rabbitmq._push import PushConsumer
 from chute_rabbitmq._topology import MAX_DELAY_MS, Topology, delay_route
 
 __all__ = ["RabbitBroker"]
@@ -248,7 +250,11 @@ class RabbitBroker:
         del lease
         await self.link.connection()
         arguments = self._consumer_arguments(queue) if ack is Ack.ON_COMPLETION else None
-        consumer = consumer_for(self, queue, ack, prefetch, arguments)
+        consumer: Consumer = (
+            PushConsumer(self, queue, prefetch, arguments)
+            if ack is Ack.ON_COMPLETION
+            else PullConsumer(self, queue, prefetch)
+        )
         await consumer.open()
         self.consumers.add(consumer)
         try:
