@@ -14,7 +14,7 @@ pytestmark = pytest.mark.nats
 
 
 def test_public_names() -> None:
-    assert chute_nats.__all__ == sorted(chute_nats.__all__) == ["NatsBroker"]
+    assert chute_nats.__all__ == sorted(chute_nats.__all__) == ["NatsBroker", "NatsStore"]
 
 
 @pytest.mark.parametrize("scheme", ["nats", "tls"])
