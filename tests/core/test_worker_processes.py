@@ -64,7 +64,11 @@ def env(tmp_path: Path) -> Iterator[Env]:
     for proc in e.procs:
         if proc.poll() is None:
             proc.kill()
-        proc.communicate()
+        try:
+            proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            # Something else holds its stderr open (a supervised worker it left behind).
+            pytest.fail(f"process {proc.pid} left children running after it was killed")
 
 
 async def stats(env: Env) -> chute.QueueStats:
@@ -148,3 +152,14 @@ async def test_second_signal_exits_at_once(env: Env) -> None:
     worker.send_signal(signal.SIGTERM)
     worker.communicate(timeout=10)
     assert worker.returncode == 128 + signal.SIGTERM
+
+
+async def test_workers_stop_when_their_supervisor_is_killed(env: Env) -> None:
+    async with chute.App(env.url) as producer:
+        await producer.task_ref("record").enqueue("k", sleep=0.1)
+    supervisor = env.worker("-p", "2")
+    await env.wait_for("done k", SPAWN)
+    supervisor.send_signal(signal.SIGKILL)
+    # stderr reaches EOF only once every process holding it (the two workers) has exited.
+    _, log = supervisor.communicate(timeout=60)
+    assert log.count("started worker process") == 2

@@ -16,6 +16,20 @@ _QUICK_DEATH = 2.0
 _MAX_BACKOFF = 30.0
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: get SIGTERM when the supervisor dies, however it dies.
+
+    Children run in their own session (so a terminal's Ctrl-C reaches only the supervisor),
+    and would otherwise outlive a supervisor killed with SIGKILL. Linux only; elsewhere a
+    no-op.
+    """
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def _describe(returncode: int) -> str:
     if returncode < 0:
         try:
@@ -45,7 +59,11 @@ class Supervisor:
     def _spawn(self, slot: int) -> None:
         # Its own session: a Ctrl-C at the terminal reaches the supervisor only, which then
         # stops each child once, instead of each child seeing two signals and quitting hard.
-        proc = subprocess.Popen([sys.executable, "-m", "chute", *self.argv], start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "chute", *self.argv],
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
         self.children[slot] = (proc, time.monotonic())
         log.info("started worker process %d (slot %d)", proc.pid, slot)
 
