@@ -41,6 +41,10 @@ _SEND_TRIES = 5
 _PARALLEL = 8
 
 
+class PurgeInProgress(Exception):
+    """SQS refused a purge: the queue was purged less than 60 seconds ago."""
+
+
 class StaleReceipt(Exception):
     """A receipt handle no longer valid: the message was deleted or received again."""
 
@@ -122,6 +126,8 @@ class SqsClient:
                 raise _QueueGone(queue) from exc
             if code in _STALE and op in ("change_message_visibility",):
                 raise StaleReceipt(code) from exc
+            if code.endswith("PurgeQueueInProgress") and op == "purge_queue":
+                raise PurgeInProgress(code) from exc
             self._fail(exc, queue, op)
         except (BotoCoreError, aiohttp.ClientError, OSError) as exc:
             self._fail(exc, queue, op)

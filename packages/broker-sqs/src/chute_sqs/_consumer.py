@@ -26,6 +26,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import anyio.lowlevel
 
 from chute.broker import Ack
 from chute.errors import BrokerError
@@ -48,6 +49,8 @@ log = logging.getLogger("chute_sqs")
 _FENCE = 0.5
 # Kept free below the 12-hour visibility ceiling, for clock differences.
 _CEILING_MARGIN = 10.0
+# How long a consumer with a few free slots waits for more before receiving.
+_LINGER = 0.05
 # Invisibility for messages received in ON_RECEIPT mode until their delete lands.
 _RECEIPT_VISIBILITY = 30
 
@@ -67,7 +70,8 @@ class _Signal:
 
 
 class Consumer:
-    """One ``consume()`` of one queue: receivers filling a buffer, within the prefetch."""
+    """One ``consume()`` of one queue: receives run as the iterator is read, within the
+    prefetch, so nothing runs in the background between two reads."""
 
     def __init__(
         self, broker: SqsBroker, queue: str, ack: Ack, prefetch: int, lease: float
@@ -78,66 +82,74 @@ class Consumer:
         self.ack = ack
         self.fifo = is_fifo(queue)
         self.prefetch = prefetch
+        self.receivers = max(1, min(self.client.options.receivers, math.ceil(prefetch / 10)))
         self.visibility = (
             whole_seconds(lease) + 1 if ack is Ack.ON_COMPLETION else _RECEIPT_VISIBILITY
         )
         self.unsettled = 0
-        self.reserved = 0
-        self.receiving = 0
-        self.closing = False
         self.buffer: deque[SqsDelivery] = deque()
-        self.arrived = _Signal()
         self.settled = _Signal()
-        self.idle = _Signal()
-
-    async def run(self) -> None:
-        options = self.client.options
-        count = max(1, min(options.receivers, math.ceil(self.prefetch / 10)))
-        async with anyio.create_task_group() as tg:
-            for _ in range(count):
-                tg.start_soon(self._receiver)
 
     async def deliveries(self) -> AsyncIterator[SqsDelivery]:
         while True:
-            while not self.buffer:
-                await self.arrived.wait()
+            if not self.buffer:
+                await self._fill()
             yield self.buffer.popleft()
 
-    async def _receiver(self) -> None:
+    async def _fill(self) -> None:
         pause = 0.1
-        while not self.closing:
-            free = self.prefetch - self.unsettled - self.reserved
+        batch = min(10, self.prefetch)
+        while True:
+            free = self.prefetch - self.unsettled
             if free <= 0:
                 await self.settled.wait()
                 continue
-            n = min(10, free)
-            self.reserved += n
-            self.receiving += 1
-            try:
-                got = await self._receive(n)
-            except BrokerError as exc:
+            if free < batch and self.unsettled:
+                # A slot or two just freed: wait a moment for more, and fetch a fuller batch
+                # in one request rather than one message per request.
+                with anyio.move_on_after(_LINGER):
+                    while self.prefetch - self.unsettled < batch:
+                        await self.settled.wait()
+                free = self.prefetch - self.unsettled
+            sizes: list[int] = []
+            while free > 0 and len(sizes) < self.receivers:
+                sizes.append(min(10, free))
+                free -= sizes[-1]
+            got: list[SqsDelivery] = []
+            errors: list[BrokerError] = []
+            # A receive, once sent, is seen through even when the reader is cancelled: SQS
+            # hides what it hands out for the whole lease, and it must be given back, not
+            # stranded. So cancelling a reader may take up to ``wait`` seconds.
+            with anyio.CancelScope(shield=True):
+                async with anyio.create_task_group() as tg:
+                    for i, n in enumerate(sizes):
+                        # Only the first receive long-polls; the others take what is there
+                        # at once, so one message never waits behind an empty long poll.
+                        wait = self.client.options.wait if i == 0 else 0
+                        tg.start_soon(self._receive_into, n, wait, got, errors)
+            if got:
+                self.unsettled += len(got)
+                self.buffer.extend(got)
+                return
+            if errors:
                 log.warning("queue %r: receive failed, trying again in %.1f s: %s",
-                            self.queue, pause, exc)  # fmt: skip
-                got = None
-            finally:
-                self.reserved -= n
-                self.receiving -= 1
-                self.idle.notify()
-            if got is None:
+                            self.queue, pause, errors[0])  # fmt: skip
                 await anyio.sleep(pause)
                 pause = min(pause * 2, 5.0)
-                continue
-            pause = 0.1
-            if self.closing:
-                await release_all(got)
-                return
-            self.unsettled += len(got)
-            self.buffer.extend(got)
-            if got:
-                self.arrived.notify()
+            else:
+                pause = 0.1
+                # The receive was shielded: a cancellation that arrived meanwhile lands here.
+                await anyio.lowlevel.checkpoint()
 
-    async def _receive(self, n: int) -> list[SqsDelivery]:
-        options = self.client.options
+    async def _receive_into(
+        self, n: int, wait: int, got: list[SqsDelivery], errors: list[BrokerError]
+    ) -> None:
+        try:
+            got.extend(await self._receive(n, wait))
+        except BrokerError as exc:
+            errors.append(exc)
+
+    async def _receive(self, n: int, wait: int) -> list[SqsDelivery]:
         sent_at = time.monotonic()
 
         async def receive(url: str) -> Any:
@@ -146,7 +158,7 @@ class Consumer:
                 "receive_message",
                 QueueUrl=url,
                 MaxNumberOfMessages=n,
-                WaitTimeSeconds=options.wait,
+                WaitTimeSeconds=wait,
                 VisibilityTimeout=self.visibility,
                 MessageSystemAttributeNames=["ApproximateReceiveCount"],
                 MessageAttributeNames=["All"],
@@ -171,13 +183,7 @@ class Consumer:
         return out
 
     async def close(self) -> None:
-        """Stop receiving; wait for receives under way (at most ``wait`` seconds, so nothing
-        they bring is stranded invisible) and give back everything not yet yielded."""
-        self.closing = True
-        self.settled.notify()
-        with anyio.move_on_after(self.client.options.wait + 15):
-            while self.receiving:
-                await self.idle.wait()
+        """Give back everything received and not yet yielded."""
         buffered = list(self.buffer)
         self.buffer.clear()
         await release_all(buffered)

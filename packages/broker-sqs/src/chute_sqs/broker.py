@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from types import TracebackType
@@ -12,12 +13,14 @@ import anyio
 from chute.broker import Ack, Capabilities, Outgoing, QueueStats, dead_queue
 from chute.errors import BrokerError, ConfigurationError
 from chute.plugins import redact_url
-from chute_sqs._client import SqsClient, check_lease
+from chute_sqs._client import PurgeInProgress, SqsClient, check_lease
 from chute_sqs._consumer import Consumer, SqsDelivery
 from chute_sqs._options import SqsOptions, is_fifo
 from chute_sqs._wire import MAX_NATIVE_DELAY, max_body
 
 __all__ = ["SqsBroker"]
+
+log = logging.getLogger("chute_sqs")
 
 _COUNTS = [
     "ApproximateNumberOfMessages",
@@ -119,14 +122,11 @@ class SqsBroker:
             )
         self._client.name(queue)
         consumer = Consumer(self, queue, ack, max(1, prefetch), lease)
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(consumer.run)
-            try:
-                yield consumer.deliveries()
-            finally:
-                with anyio.CancelScope(shield=True):
-                    await consumer.close()
-                tg.cancel_scope.cancel()
+        try:
+            yield consumer.deliveries()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await consumer.close()
 
     async def _counts(self, queue: str) -> list[int]:
         async def get(url: str) -> Any:
@@ -152,11 +152,34 @@ class SqsBroker:
     async def purge(self, queue: str) -> int:
         """PurgeQueue: removes every message, including those in flight (SQS cannot spare
         them); returns the ready and delayed ones counted just before. SQS allows one purge
-        per queue every 60 seconds."""
+        per queue every 60 seconds: within that time, ready messages are received and deleted
+        instead, and delayed ones stay (SQS hands them to nobody before their time)."""
         ready, delayed, _ = await self._counts(queue)
 
         async def purge(url: str) -> Any:
             return await self._client.call(queue, "purge_queue", QueueUrl=url)
 
-        await self._client.on_queue(queue, purge, create=False)
+        try:
+            await self._client.on_queue(queue, purge, create=False)
+        except PurgeInProgress:
+            log.warning("queue %r was purged less than 60 s ago; deleting its ready messages "
+                        "one batch at a time (delayed ones stay)", queue)  # fmt: skip
+            return await self._drain(queue)
         return ready + delayed
+
+    async def _drain(self, queue: str) -> int:
+        removed = 0
+        while True:
+
+            async def receive(url: str) -> Any:
+                return await self._client.call(
+                    queue, "receive_message", QueueUrl=url, MaxNumberOfMessages=10,
+                    WaitTimeSeconds=0, VisibilityTimeout=30,
+                )  # fmt: skip
+
+            found: dict[str, Any] = await self._client.on_queue(queue, receive, create=False) or {}
+            messages: list[dict[str, Any]] = found.get("Messages", [])
+            handles: list[str] = [m["ReceiptHandle"] for m in messages]
+            if not handles:
+                return removed
+            removed += len(await self._client.delete_now(queue, handles))
