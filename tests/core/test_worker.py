@@ -278,3 +278,22 @@ async def test_graceful_stop_releases_waiting_jobs_and_cancels_after_grace() -> 
     assert worker.counts.released == 2
     stats = await app.broker.stats("default")
     assert (stats.ready, stats.in_flight) == (3, 0)
+
+
+async def test_task_timeouts_beyond_the_brokers_longest_lease_are_refused_at_start() -> None:
+    class Capped(MemoryBroker):
+        @property
+        def capabilities(self) -> Capabilities:
+            return dataclasses.replace(super().capabilities, max_lease=3600)
+
+    app = chute.App(Capped())
+
+    @app.task(name="long", timeout=7200)
+    async def long() -> None: ...
+
+    with pytest.raises(chute.ConfigurationError, match="task 'long' may run 7200 s"):
+        await chute.Worker(app, burst=True).run()
+    with pytest.raises(chute.ConfigurationError, match="--lease 7200 is too long"):
+        await chute.Worker(app, lease=7200, queues=["other"], burst=True).run()
+    # A worker that does not consume the long task's queue is fine.
+    await chute.Worker(app, queues=["other"], burst=True).run()

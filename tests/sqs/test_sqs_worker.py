@@ -61,3 +61,13 @@ async def test_a_second_purge_within_a_minute_still_empties_the_ready_messages(
         await broker.publish(queue, [Outgoing(f"m{i}".encode()) for i in range(23)])
         assert await broker.purge(queue) == 23
         assert (await broker.stats(queue)).ready == 0
+
+
+async def test_a_task_timeout_beyond_twelve_hours_is_refused_at_worker_start(sqs_url: str) -> None:
+    app = chute.App(SqsBroker(sqs_url))
+
+    @app.task(name="marathon", timeout=13 * 3600)
+    async def marathon() -> None: ...
+
+    with pytest.raises(chute.ConfigurationError, match="task 'marathon' may run 46800 s"):
+        await chute.Worker(app, burst=True).run()

@@ -15,7 +15,7 @@ from chute.errors import BrokerError, ConfigurationError
 from chute.plugins import redact_url
 from chute_sqs._client import PurgeInProgress, SqsClient, check_lease
 from chute_sqs._consumer import Consumer, SqsDelivery
-from chute_sqs._options import SqsOptions, is_fifo
+from chute_sqs._options import MAX_VISIBILITY, SqsOptions, is_fifo
 from chute_sqs._wire import MAX_NATIVE_DELAY, max_body
 
 __all__ = ["SqsBroker"]
@@ -75,6 +75,8 @@ class SqsBroker:
             persistent=True,
             shared=True,
             lease_expiry=True,
+            # The visibility timeout of one receive ends 12 hours after it, extensions included.
+            max_lease=float(MAX_VISIBILITY - 1),
         )
 
     async def __aenter__(self) -> Self:

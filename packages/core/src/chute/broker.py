@@ -46,6 +46,9 @@ class Capabilities:
         lease_expiry: in ``ON_COMPLETION`` mode a lease lapses by time alone, while the
             consumer stays connected. ``False`` for brokers that only redeliver when the
             consumer's connection is lost (its messages then come back at once).
+        max_lease: the longest a delivery can stay leased from its receipt, extensions
+            included, in seconds (SQS: 12 hours); ``None`` for no limit. The worker refuses
+            to start a task whose timeout is longer.
     """
 
     acks: frozenset[Ack]
@@ -55,6 +58,7 @@ class Capabilities:
     persistent: bool = True
     shared: bool = True
     lease_expiry: bool = True
+    max_lease: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -85,6 +85,8 @@ class Worker:
 
     def _check(self, broker: Broker) -> None:
         caps = broker.capabilities
+        if caps.max_lease is not None:
+            self._check_leases(caps.max_lease)
         for queue in self.queues:
             mode = self.app.ack_mode(queue)
             if mode not in caps.acks:
@@ -92,6 +94,22 @@ class Worker:
                 raise ConfigurationError(
                     f"queue {queue!r} needs ack={mode.name}, but the broker "
                     f"{self.app.describe_broker()} supports only {have}"
+                )
+
+    def _check_leases(self, max_lease: float) -> None:
+        where = (
+            f"the broker {self.app.describe_broker()} keeps a job leased at most {max_lease:g} s"
+        )
+        if self.lease > max_lease:
+            raise ConfigurationError(f"--lease {self.lease:g} is too long: {where}")
+        for task in self.app.tasks.values():
+            if task.opts.queue not in self.queues:
+                continue
+            longest = max(task.opts.timeout or 0.0, task.opts.lease or 0.0)
+            if longest > max_lease:
+                raise ConfigurationError(
+                    f"task {task.name!r} may run {longest:g} s, but {where} from its receipt; "
+                    "lower its timeout, or split the work into shorter jobs"
                 )
 
     async def run(self) -> Counts:
