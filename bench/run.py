@@ -17,6 +17,7 @@ import argparse
 import importlib.metadata
 import json
 import shlex
+import shutil
 import sys
 import tempfile
 import time
@@ -102,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=BENCH / "results", help="raw JSON folder")
     parser.add_argument("--render", type=Path, help="only rewrite the report from a results file")
     parser.add_argument("--list", action="store_true", help="list systems and workloads")
+    parser.add_argument(
+        "--resume", type=Path, help="continue an interrupted run from its results file"
+    )
     ns = parser.parse_args(argv)
     if ns.list:
         _list()
@@ -162,12 +166,21 @@ def main(argv: list[str] | None = None) -> int:
     ns.results.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     raw = ns.results / f"{stamp}.json"
+    done: set[tuple[str, str, int]] = set()
+    if ns.resume:  # same selection expected; keep what was measured, run the rest
+        raw = ns.resume
+        saved = json.loads(raw.read_text())
+        started -= saved["meta"].get("took", 0.0)
+        meta.update({k: saved["meta"][k] for k in ("date", "command", "machine", "servers")})
+        results = saved["results"]
+        done = {(r["system"], r["workload"], r["rep"]) for r in results if "rep" in r}
     with tempfile.TemporaryDirectory(prefix="chute-bench-") as work:
-        missing: set[tuple[str, str]] = set()
+        missing = {(r["system"], r["workload"]) for r in results if r["status"] == "n/a"}
         for i, (rep, workload, system) in enumerate(plan, 1):
-            if (system.id, workload.id) in missing:
+            if (system.id, workload.id) in missing or (system.id, workload.id, rep) in done:
                 continue  # a feature the system lacks does not appear on a later repetition
-            folder = Path(work) / "run"
+            shutil.rmtree(Path(work) / f"run-{i - 1}", ignore_errors=True)
+            folder = Path(work) / f"run-{i}"  # fresh, whatever a stray process still writes
             result = run(system, workload, server_for(system.broker), folder, sizes[workload.id])
             result["rep"] = rep
             results.append(result)

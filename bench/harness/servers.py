@@ -198,4 +198,4 @@ async def _rabbit_version(url: str) -> str:
 def clean_dir(path: Path) -> None:
     """Empty a run directory (counter files, SQLite files)."""
     shutil.rmtree(path, ignore_errors=True)
-    path.mkdir(parents=True)
+    path.mkdir(parents=True, exist_ok=True)

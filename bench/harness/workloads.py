@@ -172,16 +172,8 @@ class Run:
         return min(stamps) if stamps else None
 
 
-def _kill(proc: subprocess.Popen[bytes]) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait()
-
-
-def _tree_rss(pid: int) -> float:
-    """Resident memory of a process and all its descendants, MiB."""
+def _tree(pid: int) -> list[int]:
+    """A process and all its descendants, whatever process group they moved to."""
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -192,10 +184,33 @@ def _tree_rss(pid: int) -> float:
             continue
         ppid = int(stat.rsplit(")", 1)[1].split()[1])
         children.setdefault(ppid, []).append(int(entry.name))
-    total, todo = 0, [pid]
+    found, todo = [], [pid]
     while todo:
         current = todo.pop()
+        found.append(current)
         todo += children.get(current, [])
+    return found
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    # rq's work horses leave the worker's process group: kill the tree, then the group.
+    pids = _tree(proc.pid)
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+def _tree_rss(pid: int) -> float:
+    """Resident memory of a process and all its descendants, MiB."""
+    total = 0
+    for current in _tree(pid):
         try:
             for line in Path(f"/proc/{current}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
@@ -318,10 +333,10 @@ def timeout_for(workload: Workload, n: int) -> float:
 
 def run(system: System, workload: Workload, server: Server, folder: Path, n: int) -> dict[str, Any]:
     """One run of one system on one workload, in ``folder``; always returns a result."""
-    clean_dir(folder)
     record: dict[str, Any] = {"system": system.id, "workload": workload.id, "n": n}
     started = time.monotonic()
     try:
+        clean_dir(folder)
         server.flush(folder)
         record.update(
             status="ok",
