@@ -6,6 +6,7 @@ found fails the test run instead of skipping it, so a broker's tests never vanis
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import socket
@@ -93,14 +94,12 @@ def server_url(
         yield default
         return
     if image is not None and port is not None and _docker_available():
-        from testcontainers.core.container import (
-            DockerContainer,
-        )
-
-        container: Any = DockerContainer(image).with_exposed_ports(port)
+        # Optional: only machines with a Docker engine need testcontainers installed.
+        containers: Any = importlib.import_module("testcontainers.core.container")
+        container: Any = containers.DockerContainer(image).with_exposed_ports(port)
         with container:
-            host = container.get_container_host_ip()
-            mapped = container.get_exposed_port(port)
+            host: str = container.get_container_host_ip()
+            mapped: int = container.get_exposed_port(port)
             url = template.format(scheme=urlsplit(default).scheme, host=host, port=mapped)
             deadline = time.monotonic() + 60
             while not reachable(url) and time.monotonic() < deadline:
