@@ -272,20 +272,39 @@ def dead_purge(app_path: AppPath, queue: QueueOpt = None) -> None:
     typer.echo(f"purged {_run(app_path, work)} dead letter(s)")
 
 
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "unbounded"
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if value >= size:
+            return f"{value / size:.3g} {unit}"
+    return f"{value:g} s"
+
+
+def _capabilities(factory: Callable[[str], Any], scheme: str) -> str:
+    last: Exception | None = None
+    for url in (f"{scheme}://", f"{scheme}://localhost"):
+        try:
+            caps = factory(url).capabilities
+        except Exception as exc:
+            last = exc
+            continue
+        modes = ",".join(sorted(a.value for a in caps.acks))
+        body = "unbounded" if caps.max_body is None else f"{caps.max_body} B"
+        return (
+            f"acks={modes} max_delay={_seconds(caps.max_delay)} max_body={body} "
+            f"max_lease={_seconds(caps.max_lease)} lease_expiry={caps.lease_expiry} "
+            f"persistent={caps.persistent} ordered={caps.ordered} shared={caps.shared}"
+        )
+    return f"(cannot describe without a real URL: {last})"
+
+
 @app.command()
 def brokers() -> None:
     """List installed broker plugins and what each can do."""
     for plugin in installed_brokers():
-        caps = "?"
         try:
-            factory = plugin.load()
-            caps_obj = factory(f"{plugin.scheme}://localhost").capabilities
-            modes = ",".join(sorted(a.value for a in caps_obj.acks))
-            delay = "unbounded" if caps_obj.max_delay is None else f"{caps_obj.max_delay:g}s"
-            caps = (
-                f"acks={modes} max_delay={delay} persistent={caps_obj.persistent} "
-                f"ordered={caps_obj.ordered} shared={caps_obj.shared}"
-            )
+            caps = _capabilities(plugin.load(), plugin.scheme)
         except Exception as exc:
             caps = f"(cannot load: {exc})"
         typer.echo(f"{plugin.scheme + '://':<10} {plugin.distribution:<22} {caps}")
