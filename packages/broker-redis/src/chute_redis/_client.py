@@ -127,16 +127,44 @@ async def run_script(
         return await call("EVAL", script.source, len(keys), *keys, *args)
 
 
+def pack(args: Sequence[Arg]) -> bytes:
+    """A command in RESP, encoded as redis-py encodes arguments, in a fraction of its time."""
+    parts = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        if isinstance(arg, bytes):
+            data = arg
+        elif isinstance(arg, str):
+            data = arg.encode()
+        elif isinstance(arg, int):
+            data = b"%d" % arg
+        else:
+            data = repr(arg).encode()
+        parts += (b"$%d\r\n" % len(data), data, b"\r\n")
+    return b"".join(parts)
+
+
+# Below asyncio's default write buffer high-water mark (64 KiB).
+_SMALL_WRITE = 32 * 1024
+
+
 async def _direct(pool: aioredis.ConnectionPool, *args: Arg) -> Any:
     """One command on a pooled connection, without the client's retry and instrumentation
     layers: the same pool checks (a connection the server closed is replaced before use),
     at half the cost per call, which single-job enqueues feel."""
     connection: Any = await pool.get_connection()
+    timeout = connection.socket_timeout
+    packed = pack(args)
     try:
+        # A command that fits in the transport's buffer is written without waiting, so it
+        # needs no send timeout, and redis-py would spend a task per write enforcing one.
+        # The reply still waits at most socket_timeout.
+        if len(packed) < _SMALL_WRITE:
+            connection.socket_timeout = None
         # Both calls disconnect on any failure, so no half-read reply stays in the pool.
-        await connection.send_packed_command(connection.pack_command(*args), check_health=False)
-        return await connection.read_response()
+        await connection.send_packed_command(packed, check_health=False)
+        return await connection.read_response(timeout=timeout)
     finally:
+        connection.socket_timeout = timeout
         await pool.release(connection)
 
 

@@ -22,7 +22,7 @@ every lease and delay is measured on one clock whatever the clients' clocks say.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = ["CONSUME", "PUBLISH", "PURGE", "SCRIPTS", "STATS", "Keys", "Script"]
 
@@ -60,10 +60,11 @@ class Script:
 
     name: str
     source: str
+    sha: str = field(init=False)
 
-    @property
-    def sha(self) -> str:
-        return hashlib.sha1(self.source.encode()).hexdigest()
+    def __post_init__(self) -> None:
+        # Computed once: every script call sends it.
+        object.__setattr__(self, "sha", hashlib.sha1(self.source.encode()).hexdigest())
 
 
 _PRELUDE = """

@@ -33,6 +33,17 @@ __all__ = ["RedisBroker"]
 _PUBLISH_CHUNK = 2000
 
 
+_CAPABILITIES = Capabilities(
+    acks=frozenset({Ack.ON_RECEIPT, Ack.ON_COMPLETION}),
+    max_delay=None,
+    max_body=None,
+    ordered=True,
+    persistent=True,
+    shared=True,
+    lease_expiry=True,
+)
+
+
 class RedisBroker:
     """A chute broker on Redis (6.2 or later), in both ack modes, with native delays.
 
@@ -85,15 +96,7 @@ class RedisBroker:
 
     @property
     def capabilities(self) -> Capabilities:
-        return Capabilities(
-            acks=frozenset({Ack.ON_RECEIPT, Ack.ON_COMPLETION}),
-            max_delay=None,
-            max_body=None,
-            ordered=True,
-            persistent=True,
-            shared=True,
-            lease_expiry=True,
-        )
+        return _CAPABILITIES
 
     @property
     def client(self) -> Client:
