@@ -6,7 +6,7 @@ import functools
 import logging
 import os
 import secrets
-from collections.abc import Generator, Sequence
+from collections.abc import Awaitable, Callable, Generator, Sequence
 from contextlib import contextmanager
 from typing import Any, NoReturn, cast
 from urllib.parse import parse_qsl, urlencode
@@ -110,11 +110,23 @@ def translated(url: str, queue: str | None) -> Generator[None]:
 
 
 async def run_script(
-    client: Client, script: Script, keys: Sequence[str], args: Sequence[Arg]
+    client: Client,
+    script: Script,
+    keys: Sequence[str],
+    args: Sequence[Arg],
+    send: Callable[[Sequence[Arg]], Awaitable[Any]] | None = None,
 ) -> Any:
     """``EVALSHA`` the script; on ``NOSCRIPT`` (a new, flushed or failed-over server) send
     it whole with ``EVAL``, which also caches it on the node that holds the keys. Safe to
-    repeat: a script Redis did not know never ran."""
+    repeat: a script Redis did not know never ran.
+
+    ``send``, when given, carries the command instead of the client (the publisher).
+    """
+    if send is not None:
+        try:
+            return await send(("EVALSHA", script.sha, len(keys), *keys, *args))
+        except rex.NoScriptError:
+            return await send(("EVAL", script.source, len(keys), *keys, *args))
     if isinstance(client, RedisCluster):
         if keys:
             await drop_closed_connections(client, keys[0])

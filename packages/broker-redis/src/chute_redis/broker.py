@@ -8,6 +8,7 @@ from types import TracebackType
 from typing import Self
 
 import anyio
+import redis.asyncio as aioredis
 
 from chute.broker import Ack, Capabilities, Outgoing, QueueStats, dead_queue
 from chute.errors import BrokerError, ConfigurationError
@@ -24,6 +25,7 @@ from chute_redis._client import (
 )
 from chute_redis._consumer import Consumer
 from chute_redis._delivery import RedisDelivery
+from chute_redis._publisher import Publisher
 from chute_redis._scripts import PUBLISH, PURGE, STATS, Keys
 
 __all__ = ["RedisBroker"]
@@ -89,6 +91,7 @@ class RedisBroker:
         self.client_name = new_client_name()
         """The ``CLIENT SETNAME`` of every connection this broker opens."""
         self._client: Client | None = None
+        self._publisher: Publisher | None = None
         self._consumers: set[Consumer] = set()
 
     def __repr__(self) -> str:
@@ -129,6 +132,9 @@ class RedisBroker:
                     await client.aclose()
                 raise
             self._client = client
+            if isinstance(client, aioredis.Redis):
+                pool: aioredis.ConnectionPool = client.connection_pool
+                self._publisher = Publisher(pool, self._socket_timeout)
         return self
 
     async def __aexit__(
@@ -142,6 +148,9 @@ class RedisBroker:
         errors: list[BrokerError] = []
         if client is None:
             return
+        if self._publisher is not None:
+            self._publisher.close()
+            self._publisher = None
         with anyio.CancelScope(shield=True):
             for consumer in list(self._consumers):
                 try:
@@ -170,6 +179,7 @@ class RedisBroker:
         if not messages:
             return
         client, k = self.client, self.keys(queue)
+        send = self._publisher.call if self._publisher is not None else None
         keys = [k.ready, k.delayed, k.seq]
         with translated(self.url, queue):
             for start in range(0, len(messages), _PUBLISH_CHUNK):
@@ -182,7 +192,7 @@ class RedisBroker:
                 else:
                     args.append("0")
                     args += [m.body for m in chunk]
-                await run_script(client, PUBLISH, keys, args)
+                await run_script(client, PUBLISH, keys, args, send)
 
     @asynccontextmanager
     async def consume(
