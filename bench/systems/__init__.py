@@ -222,7 +222,8 @@ SYSTEMS: list[System] = [
         requires=("dramatiq", "pika"),
         tuned={"threads": 16},
         io={"threads": 100},
-        note="one process, 8 threads; tuned 16 threads",
+        note="one process, 8 threads; tuned 16 threads. Publishes without publisher confirms "
+        "(its default), so an enqueue returns before RabbitMQ has stored the message",
     ),
     System(
         id="celery-rabbitmq",
