@@ -16,6 +16,7 @@ from _redis_harness import PrivateRedis, kill_clients  # pyright: ignore[reportM
 
 from chute.broker import Outgoing, QueueStats
 from chute.errors import BrokerUnavailable
+from chute.testing._tools import eventually  # pyright: ignore[reportPrivateUsage]
 from chute_redis import RedisBroker, _publisher
 from chute_redis._publisher import Publisher
 
@@ -77,8 +78,14 @@ async def test_a_killed_connection_is_replaced_before_the_next_publish(
 ) -> None:
     async with RedisBroker(redis_url) as broker:
         await broker.publish(queue, [Outgoing(b"before")])
+        protocol = publisher_of(broker)._protocol  # pyright: ignore[reportPrivateUsage]
+        assert protocol is not None
         assert await kill_clients(redis_url, broker.client_name) >= 1
-        await anyio.sleep(0.2)  # the loop reads the server's close
+
+        async def close_read() -> bool:
+            return protocol.lost is not None
+
+        await eventually(close_read, 10, "the event loop reading the server's close")
         await broker.publish(queue, [Outgoing(b"after")])
         assert (await broker.stats(queue)).ready == 2
 
